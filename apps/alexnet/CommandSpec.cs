@@ -1,0 +1,22 @@
+using System;
+
+namespace AlexNet.Aot.Cli;
+
+/// <summary>What a command accepts, its help text, and what runs it.</summary>
+/// <param name="Name">The command word (<c>info</c>, <c>run</c>, ...).</param>
+/// <param name="Synopsis">One usage line, without the leading <c>alexnet</c>.</param>
+/// <param name="Summary">One line saying what it does.</param>
+/// <param name="Details">The option descriptions shown by <c>alexnet COMMAND --help</c>.</param>
+/// <param name="ValueOptions">Options that take a value.</param>
+/// <param name="Flags">Options without a value.</param>
+/// <param name="AllowsPositionals">Whether arguments that are not options are accepted.</param>
+/// <param name="Run">Runs the command; returns the exit code.</param>
+internal sealed record CommandSpec(
+    string Name,
+    string Synopsis,
+    string Summary,
+    string Details,
+    string[] ValueOptions,
+    string[] Flags,
+    bool AllowsPositionals,
+    Func<ArgReader, int> Run);

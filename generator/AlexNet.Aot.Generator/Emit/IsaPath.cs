@@ -1,0 +1,21 @@
+namespace AlexNet.Aot.Generator.Emit;
+
+/// <summary>
+/// One rung of the ISA ladder every kernel has: AVX-512 → AVX2+FMA → NEON/SSE (Vector128) → portable scalar.
+/// <c>VectorNNN.IsHardwareAccelerated</c> is a JIT/AOT-time constant, so each kernel keeps only its rung.
+/// </summary>
+internal sealed record IsaPath(string Suffix, string Vector, int Lanes, string Guard, string Description)
+{
+    /// <summary>Columns of an im2col panel on this path: two vectors, or 4 on the scalar path.</summary>
+    public int PanelColumns => Vector.Length == 0 ? 4 : 2 * Lanes;
+
+    public bool IsScalar => Vector.Length == 0;
+
+    public static readonly IsaPath[] Ladder =
+    {
+        new("512", "Vector512", 16, "Vector512.IsHardwareAccelerated", "AVX-512 (Vector512, 16 floats)"),
+        new("256", "Vector256", 8, "Vector256.IsHardwareAccelerated", "AVX2+FMA (Vector256, 8 floats)"),
+        new("128", "Vector128", 4, "Vector128.IsHardwareAccelerated", "NEON or SSE (Vector128, 4 floats)"),
+        new("Scalar", "", 1, "", "portable scalar"),
+    };
+}

@@ -1,0 +1,652 @@
+using System.Collections.Generic;
+using AlexNet.Aot.Generator.Model;
+using AlexNet.Aot.Generator.Planning;
+using static AlexNet.Aot.Generator.Emit.Format;
+
+namespace AlexNet.Aot.Generator.Emit;
+
+/// <summary>Emits one layer line as a nested static class: its constants, its Forward, and one kernel per step and ISA.</summary>
+internal static class LayerEmitter
+{
+    public static string Emit(ModelPlan model, LayerPlan layer, string ns)
+    {
+        var w = new SourceWriter();
+        Emitter.Header(w);
+        using (w.Block("namespace " + ns))
+        {
+            using (w.Block("partial class " + model.Spec.ClassName))
+            {
+                if (layer.IsConv) EmitConv(w, model, layer);
+                else EmitDense(w, model, layer);
+            }
+        }
+        return w.ToString();
+    }
+
+    // ------------------------------------------------------------------ shared pieces
+
+    internal static List<int> AffineSteps(LayerPlan layer)
+    {
+        var list = new List<int>();
+        for (int i = 0; i < layer.Steps.Count; i++)
+            if (layer.Steps[i].Kind == StepKind.Affine) list.Add(i);
+        return list;
+    }
+
+    private static string Ref(Slot s) => s.Region switch
+    {
+        Region.Input => "input",
+        Region.Worker => "Unsafe.Add(ref arena, " + I(s.Offset) + ")",
+        Region.Dense => "features",
+        _ => "output",
+    };
+
+    private static void Summary(SourceWriter w, params string[] lines)
+    {
+        w.Line("/// <summary>");
+        foreach (string l in lines) w.Line("/// " + l);
+        w.Line("/// </summary>");
+    }
+
+    private static string StepComment(LayerPlan layer, StepPlan s, int i)
+    {
+        string shapes = Shape(s.InC, s.InH, s.InW) + " → " + Shape(s.OutC, s.OutH, s.OutW);
+        string extra = i == 0 ? Fusions(layer) : "";
+        return $"{i}. {s.Text}{extra}: {shapes}";
+    }
+
+    private static string Fusions(LayerPlan layer)
+    {
+        var parts = new List<string> { layer.Spec.Bias || layer.FoldedBatchNorm is not null ? "bias" : "no bias" };
+        if (layer.FoldedBatchNorm is not null) parts.Add("batch norm folded into the weights at load");
+        if (layer.FuseRelu) parts.Add("ReLU fused");
+        return " (" + string.Join(", ", parts) + ")";
+    }
+
+    private static void EmitSteps(SourceWriter w, LayerPlan layer, int first)
+    {
+        // Dense lines run every step after the product in place on their output.
+        System.Func<Slot, string> Ref = layer.IsConv ? LayerEmitter.Ref : _ => "output";
+        int affine = 0;
+        for (int i = first; i < layer.Steps.Count; i++)
+        {
+            StepPlan s = layer.Steps[i];
+            w.Line("// " + StepComment(layer, s, i));
+            switch (s.Kind)
+            {
+                case StepKind.Relu:
+                    w.Line(layer.IsConv
+                        ? $"Relu{i}(ref {Ref(s.Out)}, {I(s.OutSize)});"
+                        : $"Relu{i}(ref {Ref(s.Out)}, batch * {I(s.OutSize)});");
+                    break;
+                case StepKind.Affine:
+                    w.Line(layer.IsConv
+                        ? $"Affine{i}(ref {Ref(s.Out)}, scale{affine}, shift{affine}, 1);"
+                        : $"Affine{i}(ref {Ref(s.Out)}, scale{affine}, shift{affine}, batch);");
+                    affine++;
+                    break;
+                case StepKind.Lrn:
+                    w.Line($"Lrn{i}(ref {Ref(s.In)}, ref {Ref(s.Out)});");
+                    break;
+                case StepKind.MaxPool:
+                case StepKind.AvgPool:
+                    w.Line($"{s.Kind}{i}(ref {Ref(s.In)}, ref {Ref(s.Out)});");
+                    break;
+                case StepKind.AdaptiveAvgPool:
+                    if (s.In == s.Out) w.Line($"// the identity at {Shape(s.InC, s.InH, s.InW)}: nothing to do");
+                    else w.Line($"AdaptiveAvgPool{i}(ref {Ref(s.In)}, ref {Ref(s.Out)});");
+                    break;
+                case StepKind.Dropout:
+                    w.Line("// the identity at inference (inverted dropout scales while training)");
+                    break;
+                case StepKind.Flatten:
+                    w.Line("// NCHW is already flat in C, H, W order: nothing to do");
+                    break;
+                case StepKind.Softmax:
+                    w.Line("// applied by Network.Forward unless logits are asked for");
+                    break;
+            }
+        }
+    }
+
+    private static void EmitStepKernels(SourceWriter w, LayerPlan layer)
+    {
+        for (int i = 1; i < layer.Steps.Count; i++)
+        {
+            StepPlan s = layer.Steps[i];
+            switch (s.Kind)
+            {
+                case StepKind.Relu: EmitRelu(w, s, i); break;
+                case StepKind.Affine: EmitAffine(w, s, i); break;
+                case StepKind.Lrn: EmitLrn(w, s, i); break;
+                case StepKind.MaxPool: EmitPool(w, s, i, max: true); break;
+                case StepKind.AvgPool: EmitPool(w, s, i, max: false); break;
+                case StepKind.AdaptiveAvgPool: if (s.In != s.Out) EmitAdaptive(w, s, i); break;
+            }
+        }
+    }
+
+    private static string ParamList(LayerPlan layer)
+    {
+        string p = "float[] weights, float[] bias";
+        int n = AffineSteps(layer).Count;
+        for (int j = 0; j < n; j++) p += $", float[] scale{j}, float[] shift{j}";
+        return p;
+    }
+
+    // ------------------------------------------------------------------ convolution
+
+    private static void EmitConv(SourceWriter w, ModelPlan model, LayerPlan L)
+    {
+        LayerSpec s = L.Spec;
+        int mPanels = (L.CoutG + Planner.PanelRows - 1) / Planner.PanelRows;
+        Summary(w,
+            $"Layer {X(s.Name)} (spec line {s.Position.Line + 1}): <c>{X(s.Text)}</c>.",
+            $"Input {Shape(L.InC, L.InH, L.InW)}, convolution output {Shape(L.OutC, L.OutH, L.OutW)}, line output {Shape(L.FinalC, L.FinalH, L.FinalW)}; {I(L.MultiplyAdds)} multiply-adds per image.",
+            $"Convolution as im2col + GEMM per group ({I(L.Groups)}): M = {I(L.CoutG)} output channels, K = {I(L.GemmK)} = {I(L.CinG)}x{I(s.KernelH)}x{I(s.KernelW)}, N = {I(L.GemmN)} output pixels.",
+            "Why: with compile-time K and N, im2col into NR-column panels makes every layer a dense, register-tiled GEMM whose",
+            "inner loop is one broadcast and two vector FMAs per weight; the kernel window is unrolled along its width in im2col.",
+            "ISA ladder: AVX-512 (MR=4 x NR=32), AVX2 (4 x 16), NEON/SSE Vector128 (4 x 8), portable scalar (4 x 4).");
+        using (w.Block($"internal static class {L.ClassName}"))
+        {
+            w.Line($"public const int InC = {I(L.InC)}, InH = {I(L.InH)}, InW = {I(L.InW)};");
+            w.Line($"public const int OutC = {I(L.OutC)}, OutH = {I(L.OutH)}, OutW = {I(L.OutW)};");
+            w.Line($"public const int KH = {I(s.KernelH)}, KW = {I(s.KernelW)}, Stride = {I(s.Stride)}, Pad = {I(s.Padding)}, Groups = {I(L.Groups)};");
+            w.Line($"public const int CinG = {I(L.CinG)}, CoutG = {I(L.CoutG)}, K = {I(L.GemmK)}, N = {I(L.GemmN)};");
+            w.Line($"public const int MR = {I(Planner.PanelRows)}, MPanels = {I(mPanels)};");
+            w.Line($"/// <summary>Worker-arena offset of the im2col panels (sized for the widest path).</summary>");
+            w.Line($"public const int ScratchOffset = {I(L.ScratchOffset)};");
+            w.Line();
+            Summary(w, "Runs the line for one image. <paramref name=\"features\"/> is this image's row of the dense input when the line is the last convolution.");
+            using (w.Block($"internal static void Forward(ref float arena, ref float input, ref float features, {ParamList(L)})"))
+            {
+                w.Line("ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
+                w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
+                w.Line("ref float scratch = ref Unsafe.Add(ref arena, ScratchOffset);");
+                StepPlan c = L.Steps[0];
+                w.Line("// " + StepComment(L, c, 0));
+                w.Line($"Conv(ref {Ref(c.In)}, ref {Ref(c.Out)}, ref scratch, ref w, ref b);");
+                EmitSteps(w, L, 1);
+            }
+            w.Line();
+            Summary(w, "The convolution on the widest ISA path of this machine (the guards are JIT/AOT-time constants).");
+            using (w.Block("private static void Conv(ref float input, ref float output, ref float scratch, ref float w, ref float b)"))
+            {
+                bool first = true;
+                foreach (IsaPath isa in IsaPath.Ladder)
+                {
+                    string head = isa.IsScalar ? "else" : (first ? "if (" : "else if (") + isa.Guard + ")";
+                    first = false;
+                    using (w.Block(head))
+                    {
+                        string loop = L.Groups == 1 ? "" : "for (int g = 0; g < Groups; g++)";
+                        if (loop.Length > 0) { w.Line(loop); w.Line("{"); w.Indent(); }
+                        if (L.Groups == 1)
+                        {
+                            w.Line($"Im2Col{isa.PanelColumns}(ref input, ref scratch);");
+                            w.Line($"Gemm{isa.Suffix}(ref w, ref b, ref scratch, ref output);");
+                        }
+                        else
+                        {
+                            w.Line($"Im2Col{isa.PanelColumns}(ref Unsafe.Add(ref input, g * (CinG * InH * InW)), ref scratch);");
+                            w.Line($"Gemm{isa.Suffix}(ref Unsafe.Add(ref w, g * (MPanels * MR * K)), ref Unsafe.Add(ref b, g * CoutG), ref scratch, ref Unsafe.Add(ref output, g * (CoutG * N)));");
+                        }
+                        if (loop.Length > 0) { w.Dedent(); w.Line("}"); }
+                    }
+                }
+            }
+            var panelWidths = new SortedSet<int>();
+            foreach (IsaPath isa in IsaPath.Ladder) panelWidths.Add(isa.PanelColumns);
+            foreach (int nr in panelWidths) { w.Line(); EmitIm2Col(w, L, nr); }
+            foreach (IsaPath isa in IsaPath.Ladder) { w.Line(); EmitGemm(w, L, isa); }
+            EmitStepKernels(w, L);
+        }
+    }
+
+    private static void EmitIm2Col(SourceWriter w, LayerPlan L, int nr)
+    {
+        LayerSpec s = L.Spec;
+        int panels = (L.GemmN + nr - 1) / nr;
+        Summary(w,
+            $"im2col for {nr}-column panels: col[p][k][j] = input[ic][oy*{s.Stride}-{s.Padding}+ky][ox*{s.Stride}-{s.Padding}+kx] with",
+            $"k = (ic*KH + ky)*KW + kx and p*{nr} + j = oy*OutW + ox ({panels} panels; zero outside the image). The kx window is unrolled.");
+        using (w.Block($"private static void Im2Col{nr}(ref float src, ref float col)"))
+        {
+            w.Line($"const int NR = {nr};");
+            using (w.Block("for (int ic = 0; ic < CinG; ic++)"))
+            using (w.Block("for (int ky = 0; ky < KH; ky++)"))
+            {
+                w.Line("int k0 = (ic * KH + ky) * KW;");
+                w.Line("int n = 0;");
+                using (w.Block("for (int oy = 0; oy < OutH; oy++)"))
+                {
+                    w.Line("int iy = oy * Stride - Pad + ky;");
+                    if (s.Padding > 0)
+                    {
+                        using (w.Block("if ((uint)iy >= (uint)InH)"))
+                        {
+                            using (w.Block("for (int ox = 0; ox < OutW; ox++, n++)"))
+                            {
+                                w.Line("ref float d = ref Unsafe.Add(ref col, (n / NR) * (K * NR) + k0 * NR + (n % NR));");
+                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = 0f;");
+                            }
+                            w.Line("continue;");
+                        }
+                    }
+                    w.Line("ref float row = ref Unsafe.Add(ref src, (ic * InH + iy) * InW);");
+                    using (w.Block("for (int ox = 0; ox < OutW; ox++, n++)"))
+                    {
+                        w.Line("ref float d = ref Unsafe.Add(ref col, (n / NR) * (K * NR) + k0 * NR + (n % NR));");
+                        w.Line("int ix = ox * Stride - Pad;");
+                        if (s.Padding > 0)
+                        {
+                            using (w.Block("if (ix >= 0 && ix + KW <= InW)"))
+                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = Unsafe.Add(ref row, ix + {kx});");
+                            using (w.Block("else"))
+                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = (uint)(ix + {kx}) < (uint)InW ? Unsafe.Add(ref row, ix + {kx}) : 0f;");
+                        }
+                        else
+                        {
+                            for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = Unsafe.Add(ref row, ix + {kx});");
+                        }
+                    }
+                }
+            }
+            if (L.GemmN % nr != 0)
+            {
+                w.Line($"// zero the {nr - L.GemmN % nr} unused columns of the last panel, so that no stale value reaches an accumulator");
+                using (w.Block($"for (int k = 0; k < K; k++)"))
+                using (w.Block($"for (int j = {L.GemmN % nr}; j < NR; j++)"))
+                    w.Line($"Unsafe.Add(ref col, {I((long)(panels - 1) * L.GemmK * nr)} + k * NR + j) = 0f;");
+            }
+        }
+    }
+
+    private static void EmitGemm(SourceWriter w, LayerPlan L, IsaPath isa)
+    {
+        int nr = isa.PanelColumns;
+        int mr = Planner.PanelRows;
+        int panels = (L.GemmN + nr - 1) / nr;
+        int full = L.GemmN / nr;
+        int tail = L.GemmN % nr;
+        bool rowGuard = L.CoutG % mr != 0;
+        string V = isa.Vector;
+        Summary(w,
+            $"GEMM on the {X(isa.Description)} path: output[m][n] = bias[m] + sum over k of w[m][k] * col[k][n]{(L.FuseRelu ? ", then ReLU" : "")}.",
+            $"Register tile {mr} rows x {nr} columns ({(isa.IsScalar ? "16 scalar" : (mr * 2).ToString() + " vector")} accumulators); {panels} column panels{(tail != 0 ? $", the last one {tail} wide" : "")}; K = {L.GemmK} per tile.");
+        using (w.Block($"private static void Gemm{isa.Suffix}(ref float w, ref float bias, ref float col, ref float output)"))
+        {
+            if (tail != 0) w.Line($"Span<float> tail = stackalloc float[{nr}];");
+            using (w.Block("for (int mp = 0; mp < MPanels; mp++)"))
+            {
+                w.Line("ref float a = ref Unsafe.Add(ref w, mp * (MR * K));");
+                w.Line("int m0 = mp * MR;");
+                using (w.Block($"for (int p = 0; p < {panels}; p++)"))
+                {
+                    w.Line($"ref float bp = ref Unsafe.Add(ref col, p * (K * {nr}));");
+                    if (isa.IsScalar)
+                    {
+                        for (int r = 0; r < mr; r++)
+                            w.Line($"float c{r}0 = 0f, c{r}1 = 0f, c{r}2 = 0f, c{r}3 = 0f;");
+                        using (w.Block("for (int k = 0; k < K; k++)"))
+                        {
+                            w.Line("ref float bk = ref Unsafe.Add(ref bp, k * 4);");
+                            w.Line("float b0 = bk, b1 = Unsafe.Add(ref bk, 1), b2 = Unsafe.Add(ref bk, 2), b3 = Unsafe.Add(ref bk, 3);");
+                            w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
+                            for (int r = 0; r < mr; r++)
+                            {
+                                w.Line($"float a{r} = Unsafe.Add(ref ak, {r});");
+                                w.Line($"c{r}0 += a{r} * b0; c{r}1 += a{r} * b1; c{r}2 += a{r} * b2; c{r}3 += a{r} * b3;");
+                            }
+                        }
+                    }
+                    else
+                    {
+                        for (int r = 0; r < mr; r++)
+                            w.Line($"{V}<float> c{r}0 = {V}<float>.Zero, c{r}1 = {V}<float>.Zero;");
+                        using (w.Block("for (int k = 0; k < K; k++)"))
+                        {
+                            w.Line($"{V}<float> b0 = {V}.LoadUnsafe(ref bp, (nuint)(k * {nr}));");
+                            w.Line($"{V}<float> b1 = {V}.LoadUnsafe(ref bp, (nuint)(k * {nr} + {isa.Lanes}));");
+                            w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
+                            for (int r = 0; r < mr; r++)
+                            {
+                                w.Line($"{V}<float> a{r} = {V}.Create(Unsafe.Add(ref ak, {r}));");
+                                w.Line($"c{r}0 = {V}.MultiplyAddEstimate(a{r}, b0, c{r}0);");
+                                w.Line($"c{r}1 = {V}.MultiplyAddEstimate(a{r}, b1, c{r}1);");
+                            }
+                        }
+                    }
+                    w.Line($"int n0 = p * {nr};");
+                    for (int r = 0; r < mr; r++)
+                    {
+                        if (rowGuard) { w.Line($"if (m0 + {r} < CoutG)"); w.Line("{"); w.Indent(); }
+                        else { w.Line("{"); w.Indent(); }
+                        w.Line($"ref float o = ref Unsafe.Add(ref output, (m0 + {r}) * N + n0);");
+                        w.Line($"float bias{r} = Unsafe.Add(ref bias, m0 + {r});");
+                        if (isa.IsScalar)
+                        {
+                            for (int j = 0; j < 4; j++)
+                                w.Line($"float v{j} = c{r}{j} + bias{r};" + (L.FuseRelu ? $" if (v{j} < 0f) v{j} = 0f;" : ""));
+                            if (tail != 0)
+                            {
+                                using (w.Block($"if (p < {full})"))
+                                    w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
+                                using (w.Block("else"))
+                                {
+                                    w.Line("tail[0] = v0; tail[1] = v1; tail[2] = v2; tail[3] = v3;");
+                                    w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
+                                }
+                            }
+                            else
+                            {
+                                w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
+                            }
+                        }
+                        else
+                        {
+                            w.Line($"{V}<float> bv{r} = {V}.Create(bias{r});");
+                            w.Line($"{V}<float> v0 = c{r}0 + bv{r}, v1 = c{r}1 + bv{r};");
+                            if (L.FuseRelu) w.Line($"v0 = {V}.Max(v0, {V}<float>.Zero); v1 = {V}.Max(v1, {V}<float>.Zero);");
+                            if (tail != 0)
+                            {
+                                using (w.Block($"if (p < {full})"))
+                                    w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
+                                using (w.Block("else"))
+                                {
+                                    w.Line($"v0.StoreUnsafe(ref MemoryMarshal.GetReference(tail)); v1.StoreUnsafe(ref MemoryMarshal.GetReference(tail), {isa.Lanes});");
+                                    w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
+                                }
+                            }
+                            else
+                            {
+                                w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
+                            }
+                        }
+                        w.Dedent();
+                        w.Line("}");
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ dense
+
+    private static void EmitDense(SourceWriter w, ModelPlan model, LayerPlan L)
+    {
+        LayerSpec s = L.Spec;
+        int inF = L.GemmK, outF = L.OutC;
+        Summary(w,
+            $"Layer {X(s.Name)} (spec line {s.Position.Line + 1}): <c>{X(s.Text)}</c>.",
+            $"Dense {I(inF)} → {I(outF)}; {I(L.MultiplyAdds)} multiply-adds per image; weights [{I(outF)}, {I(inF)}] row-major as PyTorch stores them.",
+            "Why: the layer streams its weights once per call; four output rows share each input load, and every image of the batch",
+            "reuses the four rows from cache. ISA ladder: Vector512 → Vector256 → Vector128 dot products, portable scalar.");
+        using (w.Block($"internal static class {L.ClassName}"))
+        {
+            w.Line($"public const int In = {I(inF)}, Out = {I(outF)};");
+            w.Line();
+            Summary(w, "Runs the line for a batch: input [batch, In], output [batch, Out].");
+            using (w.Block($"internal static void Forward(ref float input, ref float output, int batch, {ParamList(L)})"))
+            {
+                w.Line("ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
+                w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
+                w.Line("// " + StepComment(L, L.Steps[0], 0));
+                bool first = true;
+                foreach (IsaPath isa in IsaPath.Ladder)
+                {
+                    if (isa.IsScalar) w.Line($"else Dense{isa.Suffix}(ref input, ref output, batch, ref w, ref b);");
+                    else w.Line($"{(first ? "if" : "else if")} ({isa.Guard}) Dense{isa.Suffix}(ref input, ref output, batch, ref w, ref b);");
+                    first = false;
+                }
+                EmitSteps(w, L, 1);
+            }
+            foreach (IsaPath isa in IsaPath.Ladder) { w.Line(); EmitDenseKernel(w, L, isa); }
+            EmitStepKernels(w, L);
+        }
+    }
+
+    private static void EmitDenseKernel(SourceWriter w, LayerPlan L, IsaPath isa)
+    {
+        int inF = L.GemmK, outF = L.OutC;
+        int rows4 = outF / 4 * 4;
+        string V = isa.Vector;
+        int vecEnd = isa.IsScalar ? 0 : inF / isa.Lanes * isa.Lanes;
+        Summary(w, $"Dense product on the {X(isa.Description)} path{(L.FuseRelu ? ", bias and ReLU fused" : ", bias fused")}; {rows4 / 4} blocks of four rows{(outF % 4 != 0 ? $" and {outF % 4} single rows" : "")}.");
+        using (w.Block($"private static void Dense{isa.Suffix}(ref float x, ref float y, int batch, ref float w, ref float bias)"))
+        {
+            string relu(string v) => L.FuseRelu ? $" if ({v} < 0f) {v} = 0f;" : "";
+            if (rows4 > 0)
+            {
+                using (w.Block($"for (int o = 0; o < {rows4}; o += 4)"))
+                {
+                    w.Line("ref float w0 = ref Unsafe.Add(ref w, o * In);");
+                    w.Line("ref float w1 = ref Unsafe.Add(ref w0, In);");
+                    w.Line("ref float w2 = ref Unsafe.Add(ref w1, In);");
+                    w.Line("ref float w3 = ref Unsafe.Add(ref w2, In);");
+                    using (w.Block("for (int n = 0; n < batch; n++)"))
+                    {
+                        w.Line("ref float xn = ref Unsafe.Add(ref x, n * In);");
+                        if (!isa.IsScalar)
+                        {
+                            w.Line($"{V}<float> s0 = {V}<float>.Zero, s1 = {V}<float>.Zero, s2 = {V}<float>.Zero, s3 = {V}<float>.Zero;");
+                            using (w.Block($"for (int i = 0; i < {vecEnd}; i += {isa.Lanes})"))
+                            {
+                                w.Line($"{V}<float> xv = {V}.LoadUnsafe(ref xn, (nuint)i);");
+                                for (int r = 0; r < 4; r++)
+                                    w.Line($"s{r} = {V}.MultiplyAddEstimate({V}.LoadUnsafe(ref w{r}, (nuint)i), xv, s{r});");
+                            }
+                            w.Line($"float r0 = {V}.Sum(s0), r1 = {V}.Sum(s1), r2 = {V}.Sum(s2), r3 = {V}.Sum(s3);");
+                        }
+                        else
+                        {
+                            w.Line("float r0 = 0f, r1 = 0f, r2 = 0f, r3 = 0f;");
+                        }
+                        if (vecEnd < inF)
+                        {
+                            using (w.Block($"for (int i = {vecEnd}; i < In; i++)"))
+                            {
+                                w.Line("float xi = Unsafe.Add(ref xn, i);");
+                                w.Line("r0 += Unsafe.Add(ref w0, i) * xi; r1 += Unsafe.Add(ref w1, i) * xi; r2 += Unsafe.Add(ref w2, i) * xi; r3 += Unsafe.Add(ref w3, i) * xi;");
+                            }
+                        }
+                        w.Line("ref float yn = ref Unsafe.Add(ref y, n * Out + o);");
+                        for (int r = 0; r < 4; r++)
+                            w.Line($"r{r} += Unsafe.Add(ref bias, o + {r});{relu("r" + r)} Unsafe.Add(ref yn, {r}) = r{r};");
+                    }
+                }
+            }
+            if (rows4 < outF)
+            {
+                using (w.Block($"for (int o = {rows4}; o < Out; o++)"))
+                {
+                    w.Line("ref float w0 = ref Unsafe.Add(ref w, o * In);");
+                    using (w.Block("for (int n = 0; n < batch; n++)"))
+                    {
+                        w.Line("ref float xn = ref Unsafe.Add(ref x, n * In);");
+                        if (!isa.IsScalar)
+                        {
+                            w.Line($"{V}<float> s0 = {V}<float>.Zero;");
+                            using (w.Block($"for (int i = 0; i < {vecEnd}; i += {isa.Lanes})"))
+                                w.Line($"s0 = {V}.MultiplyAddEstimate({V}.LoadUnsafe(ref w0, (nuint)i), {V}.LoadUnsafe(ref xn, (nuint)i), s0);");
+                            w.Line($"float r0 = {V}.Sum(s0);");
+                        }
+                        else
+                        {
+                            w.Line("float r0 = 0f;");
+                        }
+                        if (vecEnd < inF)
+                        {
+                            using (w.Block($"for (int i = {vecEnd}; i < In; i++)"))
+                                w.Line("r0 += Unsafe.Add(ref w0, i) * Unsafe.Add(ref xn, i);");
+                        }
+                        w.Line($"r0 += Unsafe.Add(ref bias, o);{relu("r0")}");
+                        w.Line("Unsafe.Add(ref y, n * Out + o) = r0;");
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ element-wise and pooling steps
+
+    private static void EmitRelu(SourceWriter w, StepPlan s, int i)
+    {
+        Summary(w, $"Step {i}: ReLU in place over {Shape(s.OutC, s.OutH, s.OutW)} per image (NaN stays NaN, as in PyTorch).");
+        using (w.Block($"private static void Relu{i}(ref float x, int count)"))
+        using (w.Block("for (int i = 0; i < count; i++)"))
+        {
+            w.Line("float v = Unsafe.Add(ref x, i);");
+            w.Line("if (v < 0f) Unsafe.Add(ref x, i) = 0f;");
+        }
+    }
+
+    private static void EmitAffine(SourceWriter w, StepPlan s, int i)
+    {
+        int hw = s.OutH * s.OutW;
+        Summary(w, $"Step {i}: batch norm (inference) as x * scale[c] + shift[c] in place over {Shape(s.OutC, s.OutH, s.OutW)} per image.");
+        using (w.Block($"private static void Affine{i}(ref float x, float[] scale, float[] shift, int images)"))
+        using (w.Block("for (int n = 0; n < images; n++)"))
+        using (w.Block($"for (int c = 0; c < {s.OutC}; c++)"))
+        {
+            w.Line("float sc = scale[c], sh = shift[c];");
+            w.Line($"ref float p = ref Unsafe.Add(ref x, (n * {s.OutC} + c) * {hw});");
+            using (w.Block($"for (int j = 0; j < {hw}; j++)"))
+                w.Line("Unsafe.Add(ref p, j) = Unsafe.Add(ref p, j) * sc + sh;");
+        }
+    }
+
+    private static void EmitLrn(SourceWriter w, StepPlan s, int i)
+    {
+        OpSpec op = s.Op!;
+        int c = s.InC, hw = s.InH * s.InW;
+        int before = op.Size / 2, after = (op.Size - 1) / 2;
+        float alphaOverSize = op.Alpha / op.Size;
+        string pow = op.Beta == 0.75f ? "1 / (sqrt(t) * sqrt(sqrt(t)))" : op.Beta == 0.5f ? "1 / sqrt(t)" : op.Beta == 1f ? "1 / t" : $"MathF.Pow(t, -{F(op.Beta)})";
+        Summary(w,
+            $"Step {i}: local response normalization <c>{X(op.Text)}</c> over {Shape(c, s.InH, s.InW)}, as PyTorch/ONNX/Caffe:",
+            $"out[c] = in[c] / (k + alpha/size * sum of in[c']^2 for c' in [c-{before}, c+{after}])^beta, alpha/size = {X(F(alphaOverSize))}; t^-beta as {X(pow)}.",
+            "Vectorized along pixels (each vector a run of pixels of every channel), scalar for the last pixels.");
+        using (w.Block($"private static void Lrn{i}(ref float src, ref float dst)"))
+        {
+            w.Line($"const int C = {c}, HW = {hw};");
+            w.Line("int i = 0;");
+            bool first = true;
+            foreach (IsaPath isa in IsaPath.Ladder)
+            {
+                if (isa.IsScalar || isa.Lanes > hw) continue;
+                string V = isa.Vector;
+                using (w.Block($"{(first ? "if" : "else if")} ({isa.Guard})"))
+                {
+                    using (w.Block($"for (; i + {isa.Lanes} <= HW; i += {isa.Lanes})"))
+                    using (w.Block("for (int c = 0; c < C; c++)"))
+                    {
+                        w.Line($"int lo = c - {before} < 0 ? 0 : c - {before}, hi = c + {after} >= C ? C - 1 : c + {after};");
+                        w.Line($"{V}<float> sum = {V}<float>.Zero;");
+                        using (w.Block("for (int j = lo; j <= hi; j++)"))
+                        {
+                            w.Line($"{V}<float> v = {V}.LoadUnsafe(ref src, (nuint)(j * HW + i));");
+                            w.Line($"sum = {V}.MultiplyAddEstimate(v, v, sum);");
+                        }
+                        w.Line($"{V}<float> t = {V}.Create({F(op.K)}) + {V}.Create({F(alphaOverSize)}) * sum;");
+                        string vpow = op.Beta == 0.75f ? $"{V}<float>.One / ({V}.Sqrt(t) * {V}.Sqrt({V}.Sqrt(t)))"
+                            : op.Beta == 0.5f ? $"{V}<float>.One / {V}.Sqrt(t)"
+                            : op.Beta == 1f ? $"{V}<float>.One / t" : "";
+                        if (vpow.Length > 0)
+                        {
+                            w.Line($"{V}<float> x = {V}.LoadUnsafe(ref src, (nuint)(c * HW + i));");
+                            w.Line($"(x * ({vpow})).StoreUnsafe(ref dst, (nuint)(c * HW + i));");
+                        }
+                        else
+                        {
+                            using (w.Block($"for (int l = 0; l < {isa.Lanes}; l++)"))
+                                w.Line($"Unsafe.Add(ref dst, c * HW + i + l) = Unsafe.Add(ref src, c * HW + i + l) * MathF.Pow(t.GetElement(l), -{F(op.Beta)});");
+                        }
+                    }
+                }
+                first = false;
+            }
+            using (w.Block("for (; i < HW; i++)"))
+            using (w.Block("for (int c = 0; c < C; c++)"))
+            {
+                w.Line($"int lo = c - {before} < 0 ? 0 : c - {before}, hi = c + {after} >= C ? C - 1 : c + {after};");
+                w.Line("float sum = 0f;");
+                using (w.Block("for (int j = lo; j <= hi; j++)"))
+                {
+                    w.Line("float v = Unsafe.Add(ref src, j * HW + i);");
+                    w.Line("sum += v * v;");
+                }
+                w.Line($"float t = {F(op.K)} + {F(alphaOverSize)} * sum;");
+                string spow = op.Beta == 0.75f ? "1f / (MathF.Sqrt(t) * MathF.Sqrt(MathF.Sqrt(t)))"
+                    : op.Beta == 0.5f ? "1f / MathF.Sqrt(t)" : op.Beta == 1f ? "1f / t" : $"MathF.Pow(t, -{F(op.Beta)})";
+                w.Line($"Unsafe.Add(ref dst, c * HW + i) = Unsafe.Add(ref src, c * HW + i) * ({spow});");
+            }
+        }
+    }
+
+    private static void EmitPool(SourceWriter w, StepPlan s, int i, bool max)
+    {
+        OpSpec op = s.Op!;
+        string kind = max ? "MaxPool" : "AvgPool";
+        Summary(w,
+            $"Step {i}: <c>{X(op.Text)}</c> over {Shape(s.InC, s.InH, s.InW)} → {Shape(s.OutC, s.OutH, s.OutW)}: window {op.Kernel}x{op.Kernel}, stride {op.Stride}, padding {op.Padding}{(op.CeilMode ? ", ceil mode" : "")}"
+            + (max ? " (padding never wins)." : op.CountIncludePad ? " (the divisor counts padding, as PyTorch's count_include_pad=True)." : " (the divisor counts only pixels inside the image)."),
+            "Scalar on every ISA: it reads each input pixel about (k/s)^2 times and costs little beside the convolutions.");
+        using (w.Block($"private static void {kind}{i}(ref float src, ref float dst)"))
+        {
+            w.Line($"const int C = {s.InC}, H = {s.InH}, W = {s.InW}, OH = {s.OutH}, OW = {s.OutW}, KS = {op.Kernel}, S = {op.Stride}, P = {op.Padding};");
+            using (w.Block("for (int c = 0; c < C; c++)"))
+            {
+                w.Line("ref float plane = ref Unsafe.Add(ref src, c * H * W);");
+                using (w.Block("for (int oy = 0; oy < OH; oy++)"))
+                {
+                    w.Line("int y0 = oy * S - P, y1 = y0 + KS;");
+                    if (!max) w.Line("int py1 = y1 > H + P ? H + P : y1;");
+                    w.Line("if (y0 < 0) y0 = 0;");
+                    w.Line("if (y1 > H) y1 = H;");
+                    using (w.Block("for (int ox = 0; ox < OW; ox++)"))
+                    {
+                        w.Line("int x0 = ox * S - P, x1 = x0 + KS;");
+                        if (!max) w.Line("int div = (py1 - (oy * S - P)) * ((x1 > W + P ? W + P : x1) - x0);");
+                        w.Line("if (x0 < 0) x0 = 0;");
+                        w.Line("if (x1 > W) x1 = W;");
+                        w.Line(max ? "float m = float.NegativeInfinity;" : "float m = 0f;");
+                        using (w.Block("for (int y = y0; y < y1; y++)"))
+                        using (w.Block("for (int x = x0; x < x1; x++)"))
+                        {
+                            w.Line("float v = Unsafe.Add(ref plane, y * W + x);");
+                            w.Line(max ? "if (v > m || float.IsNaN(v)) m = v;" : "m += v;");
+                        }
+                        if (!max && !op.CountIncludePad) w.Line("div = (y1 - y0) * (x1 - x0);");
+                        w.Line(max ? "Unsafe.Add(ref dst, (c * OH + oy) * OW + ox) = m;" : "Unsafe.Add(ref dst, (c * OH + oy) * OW + ox) = m / div;");
+                    }
+                }
+            }
+        }
+    }
+
+    private static void EmitAdaptive(SourceWriter w, StepPlan s, int i)
+    {
+        Summary(w,
+            $"Step {i}: adaptive average pool {Shape(s.InC, s.InH, s.InW)} → {Shape(s.OutC, s.OutH, s.OutW)}, PyTorch's windows:",
+            "rows floor(oy*H/OH) to ceil((oy+1)*H/OH), columns likewise. Scalar on every ISA.");
+        using (w.Block($"private static void AdaptiveAvgPool{i}(ref float src, ref float dst)"))
+        {
+            w.Line($"const int C = {s.InC}, H = {s.InH}, W = {s.InW}, OH = {s.OutH}, OW = {s.OutW};");
+            using (w.Block("for (int c = 0; c < C; c++)"))
+            using (w.Block("for (int oy = 0; oy < OH; oy++)"))
+            {
+                w.Line("int y0 = oy * H / OH, y1 = ((oy + 1) * H + OH - 1) / OH;");
+                using (w.Block("for (int ox = 0; ox < OW; ox++)"))
+                {
+                    w.Line("int x0 = ox * W / OW, x1 = ((ox + 1) * W + OW - 1) / OW;");
+                    w.Line("float m = 0f;");
+                    using (w.Block("for (int y = y0; y < y1; y++)"))
+                    using (w.Block("for (int x = x0; x < x1; x++)"))
+                        w.Line("m += Unsafe.Add(ref src, (c * H + y) * W + x);");
+                    w.Line("Unsafe.Add(ref dst, (c * OH + oy) * OW + ox) = m / ((y1 - y0) * (x1 - x0));");
+                }
+            }
+        }
+    }
+}

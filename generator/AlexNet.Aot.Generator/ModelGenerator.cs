@@ -1,0 +1,125 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using AlexNet.Aot.Generator.Emit;
+using AlexNet.Aot.Generator.Model;
+using AlexNet.Aot.Generator.Parsing;
+using AlexNet.Aot.Generator.Planning;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Text;
+
+namespace AlexNet.Aot.Generator;
+
+/// <summary>
+/// The incremental generator: AdditionalFiles <c>*.model</c> → <see cref="ModelSpec"/> → <see cref="ModelPlan"/> →
+/// one file per layer plus the network class, and a catalog of every model.
+/// Source depends on the plan alone; diagnostics travel beside it.
+/// </summary>
+[Generator(LanguageNames.CSharp)]
+public sealed class ModelGenerator : IIncrementalGenerator
+{
+    /// <summary>Names of the pipeline steps, so tests can assert what was cached.</summary>
+    public static class TrackingNames
+    {
+        public const string Parse = nameof(Parse);
+        public const string Plan = nameof(Plan);
+        public const string Namespace = nameof(Namespace);
+        public const string Catalog = nameof(Catalog);
+    }
+
+    /// <summary>The namespace when the project sets no RootNamespace.</summary>
+    public const string DefaultNamespace = "AlexNet.Aot.Models";
+
+    public void Initialize(IncrementalGeneratorInitializationContext context)
+    {
+        IncrementalValuesProvider<ModelSpec> specs = context.AdditionalTextsProvider
+            .Where(static t => t.Path.EndsWith(".model", StringComparison.OrdinalIgnoreCase))
+            .Select(static (t, ct) => SpecParser.Parse(t.Path, t.GetText(ct)?.ToString() ?? string.Empty))
+            .WithTrackingName(TrackingNames.Parse);
+
+        IncrementalValuesProvider<ModelPlan> plans = specs
+            .Select(static (s, _) => SafePlan(s))
+            .WithTrackingName(TrackingNames.Plan);
+
+        IncrementalValueProvider<string> ns = context.AnalyzerConfigOptionsProvider
+            .Select(static (o, _) => o.GlobalOptions.TryGetValue("build_property.RootNamespace", out string? v) && IsNamespace(v) ? v! : DefaultNamespace)
+            .WithTrackingName(TrackingNames.Namespace);
+
+        // Pipeline 1: diagnostics.
+        context.RegisterSourceOutput(plans.Select(static (p, _) => p.Diagnostics), static (spc, diags) =>
+        {
+            foreach (SpecDiagnostic d in diags) spc.ReportDiagnostic(ToDiagnostic(d));
+        });
+
+        // Pipeline 2: source per model.
+        context.RegisterSourceOutput(plans.Where(static p => !p.HasErrors).Combine(ns), static (spc, input) =>
+        {
+            foreach ((string hint, string source) in Emitter.EmitModel(input.Left, input.Right))
+                spc.AddSource(hint, SourceText.From(source, System.Text.Encoding.UTF8));
+        });
+
+        // Pipeline 3: the catalog of every model, and duplicate names across spec files.
+        IncrementalValueProvider<(ImmutableArray<CatalogItem> Left, string Right)> catalog = plans
+            .Where(static p => !p.HasErrors)
+            .Select(static (p, _) => new CatalogItem(p.Spec.ModelName, p.Spec.ClassName, p.Spec.FilePath))
+            .Collect()
+            .Combine(ns)
+            .WithTrackingName(TrackingNames.Catalog);
+        context.RegisterSourceOutput(catalog, static (spc, input) =>
+        {
+            var items = new List<CatalogItem>(input.Left);
+            items.Sort(static (a, b) => string.CompareOrdinal(a.ModelName, b.ModelName) != 0
+                ? string.CompareOrdinal(a.ModelName, b.ModelName)
+                : string.CompareOrdinal(a.FilePath, b.FilePath));
+            var models = new List<(string, string)>();
+            var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            var classes = new HashSet<string>(StringComparer.Ordinal);
+            foreach (CatalogItem item in items)
+            {
+                if (!names.Add(item.ModelName) || !classes.Add(item.ClassName))
+                {
+                    spc.ReportDiagnostic(ToDiagnostic(new SpecDiagnostic(Diagnostics.DuplicateModel, item.FilePath, new SpecPosition(0, 0, 0, 0),
+                        $"{item.ModelName}: another spec already defines model name '{item.ModelName}' or class '{item.ClassName}'")));
+                    continue;
+                }
+                models.Add((item.ModelName, item.ClassName));
+            }
+            spc.AddSource("ModelCatalog.g.cs", SourceText.From(Emitter.EmitCatalog(models, input.Right), System.Text.Encoding.UTF8));
+        });
+    }
+
+    private static ModelPlan SafePlan(ModelSpec spec)
+    {
+        try
+        {
+            return Planner.Plan(spec);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            var d = new List<SpecDiagnostic>(spec.Diagnostics)
+            {
+                new(Diagnostics.TooLarge, spec.FilePath, new SpecPosition(0, 0, 0, 0), $"{spec.ModelName}: internal error while planning: {e.GetType().Name}: {e.Message}"),
+            };
+            return new ModelPlan(spec, EquatableArray<LayerPlan>.Empty, 0, 0, 0, false, d.ToEquatable());
+        }
+    }
+
+    internal static Diagnostic ToDiagnostic(SpecDiagnostic d)
+    {
+        var start = new LinePosition(d.Position.Line, d.Position.Column);
+        var end = new LinePosition(d.Position.Line, d.Position.Column + d.Position.Length);
+        Location location = Location.Create(d.FilePath, new TextSpan(d.Position.Offset, d.Position.Length), new LinePositionSpan(start, end));
+        return Diagnostic.Create(Diagnostics.Get(d.Id), location, d.Message);
+    }
+
+    private static bool IsNamespace(string? s)
+    {
+        if (string.IsNullOrEmpty(s)) return false;
+        foreach (string part in s!.Split('.'))
+            if (!SpecParser.IsIdentifier(part)) return false;
+        return true;
+    }
+
+    /// <summary>A model's entry in the catalog step (cacheable: strings only).</summary>
+    internal sealed record CatalogItem(string ModelName, string ClassName, string FilePath);
+}

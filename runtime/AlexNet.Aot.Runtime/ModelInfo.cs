@@ -1,0 +1,125 @@
+using System;
+using System.Collections.Generic;
+
+namespace AlexNet.Aot;
+
+/// <summary>A parameter tensor as the weights loader expects it: its checkpoint key and shape.</summary>
+/// <param name="Key">The key in the checkpoint (for example <c>features.0.weight</c>).</param>
+/// <param name="Shape">The expected shape, outermost dimension first (PyTorch order).</param>
+/// <param name="Optional">True when a checkpoint may omit it (batch norm's <c>num_batches_tracked</c>).</param>
+public sealed record ParameterInfo(string Key, int[] Shape, bool Optional = false)
+{
+    /// <summary>The number of elements.</summary>
+    public long Count
+    {
+        get
+        {
+            long n = 1;
+            foreach (int d in Shape) n *= d;
+            return n;
+        }
+    }
+
+    /// <summary>The shape as PyTorch prints it, e.g. <c>[64, 3, 11, 11]</c>.</summary>
+    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
+}
+
+/// <summary>One spec line: a convolution or dense layer with the operations that follow it.</summary>
+/// <param name="Name">The layer's name in the spec (e.g. <c>conv1</c>).</param>
+/// <param name="Kind"><c>conv</c> or <c>dense</c>.</param>
+/// <param name="Operations">The operations in order, as the spec states them (e.g. <c>conv 64 k11 s4 p2</c>, <c>relu</c>, <c>maxpool(3, s2)</c>).</param>
+/// <param name="OutputShape">The per-image output shape after every operation of the line (C, H, W or features).</param>
+/// <param name="Parameters">The checkpoint tensors this layer binds.</param>
+/// <param name="MultiplyAdds">Multiply-adds per image of the convolution or dense product.</param>
+/// <param name="SpecLine">The 1-based line of the spec this layer comes from.</param>
+public sealed record LayerInfo(
+    string Name,
+    string Kind,
+    string[] Operations,
+    int[] OutputShape,
+    ParameterInfo[] Parameters,
+    long MultiplyAdds,
+    int SpecLine)
+{
+    /// <summary>The number of trainable parameters (running statistics excluded).</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long n = 0;
+            foreach (ParameterInfo p in Parameters)
+            {
+                if (!p.Key.EndsWith("running_mean", StringComparison.Ordinal) &&
+                    !p.Key.EndsWith("running_var", StringComparison.Ordinal) &&
+                    !p.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal))
+                {
+                    n += p.Count;
+                }
+            }
+            return n;
+        }
+    }
+}
+
+/// <summary>Everything the generator decided about a model, as data: for <c>alexnet info</c>, loaders and tests.</summary>
+public sealed record ModelInfo(
+    string Name,
+    string SpecFile,
+    int[] InputShape,
+    int Classes,
+    bool HasSoftmax,
+    LayerInfo[] Layers,
+    long ArenaFloatsPerWorker,
+    long ArenaFloatsPerImage)
+{
+    /// <summary>Per-channel mean the spec's <c>normalize</c> subtracts from pixels scaled to [0, 1] (empty: none).</summary>
+    public float[] Mean { get; init; } = Array.Empty<float>();
+
+    /// <summary>Per-channel standard deviation the spec's <c>normalize</c> divides by (empty: none).</summary>
+    public float[] Std { get; init; } = Array.Empty<float>();
+
+    /// <summary>Class names from the spec's <c>labels</c> line (empty: none).</summary>
+    public string[] Labels { get; init; } = Array.Empty<string>();
+
+    /// <summary>The spec's training recipe as <c>key=value</c> strings, in spec order.</summary>
+    public string[] Recipe { get; init; } = Array.Empty<string>();
+
+    /// <summary>Floats in one input image (C*H*W).</summary>
+    public int InputLength => InputShape[0] * InputShape[1] * InputShape[2];
+
+    /// <summary>Every parameter the model binds, in spec order.</summary>
+    public IEnumerable<ParameterInfo> AllParameters
+    {
+        get
+        {
+            foreach (LayerInfo l in Layers)
+                foreach (ParameterInfo p in l.Parameters)
+                    yield return p;
+        }
+    }
+
+    /// <summary>Arena bytes for a session with the given maximum batch.</summary>
+    public long ArenaBytes(int maxBatch) => 4 * (ArenaFloatsPerWorker + ArenaFloatsPerImage * (long)maxBatch);
+}
+
+/// <summary>A model compiled into an assembly: its description and a factory for sessions.</summary>
+public sealed class ModelEntry
+{
+    private readonly Func<IWeightSource, int, Network> _create;
+
+    /// <summary>Creates an entry (called by generated code).</summary>
+    public ModelEntry(ModelInfo info, Func<IWeightSource, int, Network> create)
+    {
+        Info = info;
+        _create = create;
+    }
+
+    /// <summary>The model's description.</summary>
+    public ModelInfo Info { get; }
+
+    /// <summary>The spec's model name.</summary>
+    public string Name => Info.Name;
+
+    /// <summary>Binds and packs the weights and plans the arena for up to <paramref name="maxBatch"/> images.</summary>
+    public Network Create(IWeightSource weights, int maxBatch = 1) => _create(weights, maxBatch);
+}

@@ -1,0 +1,514 @@
+using System;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Unicode;
+
+namespace AlexNet.Aot;
+
+/// <summary>
+/// A safetensors file, read and checked in full: an 8-byte little-endian header length N, N bytes of
+/// UTF-8 JSON (key to dtype, shape and data offsets, plus an optional <c>__metadata__</c> object of strings),
+/// then the tensors' bytes, which must cover the data buffer exactly, without overlaps or holes.
+/// Floating-point tensors (F32, F16, BF16, F64) are converted to float32; integer and bool tensors keep
+/// their shape and dtype with empty <see cref="LoadedTensor.Data"/>.
+/// Every problem with the file is a <see cref="WeightsException"/> whose message starts with the file's path.
+/// </summary>
+public sealed class SafeTensorsFile : IWeightSource
+{
+    /// <summary>The largest header accepted, in bytes (the reference implementation's limit).</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
+    private const string MetadataKey = "__metadata__";
+
+    private readonly Dictionary<string, LoadedTensor> _tensors;
+    private readonly string[] _keys;
+
+    private SafeTensorsFile(string origin, string[] keys, Dictionary<string, LoadedTensor> tensors, Dictionary<string, string> metadata)
+    {
+        Origin = origin;
+        _keys = keys;
+        _tensors = tensors;
+        Metadata = metadata;
+    }
+
+    /// <inheritdoc/>
+    public string Origin { get; }
+
+    /// <summary>Every tensor key, in the order of the JSON header (<c>__metadata__</c> excluded).</summary>
+    public IReadOnlyList<string> Keys => _keys;
+
+    /// <summary>The header's <c>__metadata__</c> object (string to string); empty when the file has none.</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <inheritdoc/>
+    public bool TryGet(string key, out LoadedTensor tensor)
+    {
+        if (key is not null && _tensors.TryGetValue(key, out LoadedTensor? t))
+        {
+            tensor = t;
+            return true;
+        }
+        tensor = null!;
+        return false;
+    }
+
+    /// <summary>Reads and checks the safetensors file at <paramref name="path"/>.</summary>
+    /// <exception cref="WeightsException">The file is missing, unreadable or malformed; the message starts with <paramref name="path"/>.</exception>
+    public static SafeTensorsFile Load(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (Directory.Exists(path))
+            throw new WeightsException($"{path}: is a directory, not a safetensors file");
+        if (!File.Exists(path))
+            throw new WeightsException($"{path}: file not found");
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
+        {
+            throw new WeightsException($"{path}: cannot read the file: {e.Message}", e);
+        }
+        return Parse(bytes, path);
+    }
+
+    /// <summary>Parses and checks a safetensors file held in memory.</summary>
+    /// <param name="bytes">The whole file.</param>
+    /// <param name="origin">Where the bytes come from (a path), for <see cref="Origin"/> and error messages.</param>
+    /// <exception cref="WeightsException">The bytes are not a valid safetensors file; the message starts with <paramref name="origin"/>.</exception>
+    public static SafeTensorsFile Parse(ReadOnlySpan<byte> bytes, string origin)
+    {
+        origin ??= "<memory>";
+        if (bytes.Length < 8)
+            throw Fail(origin, $"file is {bytes.Length} bytes long, shorter than the 8-byte header length that starts a safetensors file (truncated or not a safetensors file)");
+
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        if (headerLength > MaxHeaderBytes)
+            throw Fail(origin, $"header length {headerLength} is absurd (the limit is {MaxHeaderBytes} bytes); not a safetensors file, or a corrupt one");
+        long available = bytes.Length - 8L;
+        if ((long)headerLength > available)
+            throw Fail(origin, $"header length {headerLength} runs past the end of the file: only {available} bytes follow the 8-byte length (truncated?)");
+
+        ReadOnlySpan<byte> header = bytes.Slice(8, (int)headerLength);
+        ReadOnlySpan<byte> data = bytes.Slice(8 + (int)headerLength);
+
+        if (!Utf8.IsValid(header))
+            throw Fail(origin, "header is not valid UTF-8");
+
+        var keys = new List<string>();
+        var infos = new List<Entry>();
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        try
+        {
+            var reader = new Utf8JsonReader(header, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 64 });
+            using JsonDocument doc = JsonDocument.ParseValue(ref reader);
+            if (reader.Read()) // default options reject a second value with a JsonException; this is a fallback
+            {
+                throw Fail(origin, $"header has content after the JSON object at byte {reader.TokenStartIndex}");
+            }
+            JsonElement root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw Fail(origin, $"header is a JSON {Describe(root.ValueKind)}, not an object");
+
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            bool sawMetadata = false;
+            foreach (JsonProperty p in root.EnumerateObject())
+            {
+                string key = p.Name;
+                if (key == MetadataKey)
+                {
+                    if (sawMetadata)
+                        throw Fail(origin, $"duplicate key \"{MetadataKey}\" in the header");
+                    sawMetadata = true;
+                    ReadMetadata(origin, p.Value, metadata);
+                    continue;
+                }
+                if (!seen.Add(key))
+                    throw Fail(origin, $"duplicate key \"{key}\" in the header");
+                infos.Add(ReadEntry(origin, key, p.Value, data.Length));
+                keys.Add(key);
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new WeightsException($"{origin}: header is not valid JSON: {e.Message}", e);
+        }
+
+        CheckLayout(origin, infos, data.Length);
+
+        var tensors = new Dictionary<string, LoadedTensor>(infos.Count, StringComparer.Ordinal);
+        foreach (Entry e in infos)
+        {
+            ReadOnlySpan<byte> src = data.Slice((int)e.Begin, (int)(e.End - e.Begin));
+            tensors.Add(e.Key, new LoadedTensor(e.Key, e.Shape, e.DType, Convert(e.DType, src, e.Count)));
+        }
+        return new SafeTensorsFile(origin, keys.ToArray(), tensors, metadata);
+    }
+
+    /// <summary>
+    /// Writes float32 tensors as a safetensors file, in the order given, the header padded with spaces to a
+    /// multiple of 8 bytes. The file is written to a temporary file in the same folder, then moved over
+    /// <paramref name="path"/>, so readers never see a half-written file.
+    /// </summary>
+    /// <param name="path">The file to write (replaced if it exists).</param>
+    /// <param name="tensors">Key, shape (outermost first) and row-major values of each tensor.</param>
+    /// <param name="metadata">Optional <c>__metadata__</c> strings.</param>
+    /// <exception cref="ArgumentException">A key is empty, repeated or <c>__metadata__</c>, a dimension is negative, or a tensor's value count does not match its shape.</exception>
+    /// <exception cref="WeightsException">The file cannot be written; the message starts with <paramref name="path"/>.</exception>
+    public static void Write(string path, IEnumerable<(string Key, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(tensors);
+
+        var list = new List<(string Key, int[] Shape, float[] Data)>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var t in tensors)
+        {
+            if (string.IsNullOrEmpty(t.Key))
+                throw new ArgumentException("a tensor key is null or empty", nameof(tensors));
+            if (t.Key == MetadataKey)
+                throw new ArgumentException($"\"{MetadataKey}\" is reserved and cannot be a tensor key", nameof(tensors));
+            if (!seen.Add(t.Key))
+                throw new ArgumentException($"duplicate tensor key \"{t.Key}\"", nameof(tensors));
+            if (t.Shape is null || t.Data is null)
+                throw new ArgumentException($"tensor \"{t.Key}\" has a null shape or data", nameof(tensors));
+            long count = 1;
+            foreach (int d in t.Shape)
+            {
+                if (d < 0)
+                    throw new ArgumentException($"tensor \"{t.Key}\" has a negative dimension in shape [{string.Join(", ", t.Shape)}]", nameof(tensors));
+                count *= d;
+                if (count > Array.MaxLength)
+                    throw new ArgumentException($"tensor \"{t.Key}\" shape [{string.Join(", ", t.Shape)}] is too large", nameof(tensors));
+            }
+            if (count != t.Data.Length)
+                throw new ArgumentException($"tensor \"{t.Key}\" has {t.Data.Length} values but shape [{string.Join(", ", t.Shape)}] needs {count}", nameof(tensors));
+            list.Add(t);
+        }
+
+        byte[] header = BuildHeader(list, metadata);
+
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full) ?? ".";
+        string temp = Path.Combine(dir, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N") + ".tmp");
+        try
+        {
+            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                Span<byte> len = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+                fs.Write(len);
+                fs.Write(header);
+                byte[]? scratch = BitConverter.IsLittleEndian ? null : new byte[4096];
+                foreach (var t in list)
+                {
+                    if (scratch is null)
+                    {
+                        fs.Write(MemoryMarshal.AsBytes(t.Data.AsSpan()));
+                    }
+                    else
+                    {
+                        for (int i = 0; i < t.Data.Length; i += scratch.Length / 4)
+                        {
+                            int n = Math.Min(scratch.Length / 4, t.Data.Length - i);
+                            for (int j = 0; j < n; j++)
+                                BinaryPrimitives.WriteSingleLittleEndian(scratch.AsSpan(j * 4), t.Data[i + j]);
+                            fs.Write(scratch, 0, n * 4);
+                        }
+                    }
+                }
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(temp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
+        {
+            TryDelete(temp);
+            throw new WeightsException($"{path}: cannot write the file: {e.Message}", e);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+    }
+
+    private static void TryDelete(string file)
+    {
+        try
+        {
+            if (File.Exists(file)) File.Delete(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // best effort: the temporary file is left behind
+        }
+    }
+
+    private static byte[] BuildHeader(List<(string Key, int[] Shape, float[] Data)> list, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, Indented = false }))
+        {
+            w.WriteStartObject();
+            if (metadata is not null && metadata.Count > 0)
+            {
+                w.WriteStartObject(MetadataKey);
+                foreach (KeyValuePair<string, string> kv in metadata)
+                {
+                    if (kv.Key is null || kv.Value is null)
+                        throw new ArgumentException("metadata keys and values cannot be null", nameof(metadata));
+                    w.WriteString(kv.Key, kv.Value);
+                }
+                w.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var t in list)
+            {
+                w.WriteStartObject(t.Key);
+                w.WriteString("dtype", "F32");
+                w.WriteStartArray("shape");
+                foreach (int d in t.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                offset += 4L * t.Data.Length;
+                w.WriteNumberValue(offset);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        int n = (int)ms.Length;
+        int padding = (8 - n % 8) % 8;
+        for (int i = 0; i < padding; i++) ms.WriteByte((byte)' ');
+        return ms.ToArray();
+    }
+
+    private sealed record Entry(string Key, string DType, int[] Shape, long Count, long Begin, long End);
+
+    private static void ReadMetadata(string origin, JsonElement value, Dictionary<string, string> metadata)
+    {
+        if (value.ValueKind != JsonValueKind.Object)
+            throw Fail(origin, $"\"{MetadataKey}\" is a JSON {Describe(value.ValueKind)}, not an object of strings");
+        foreach (JsonProperty m in value.EnumerateObject())
+        {
+            if (m.Value.ValueKind != JsonValueKind.String)
+                throw Fail(origin, $"\"{MetadataKey}\" entry \"{m.Name}\" is a JSON {Describe(m.Value.ValueKind)}, not a string");
+            if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
+                throw Fail(origin, $"duplicate key \"{m.Name}\" in \"{MetadataKey}\"");
+        }
+    }
+
+    private static Entry ReadEntry(string origin, string key, JsonElement value, int dataSize)
+    {
+        if (value.ValueKind != JsonValueKind.Object)
+            throw Fail(origin, $"tensor \"{key}\": entry is a JSON {Describe(value.ValueKind)}, not an object with dtype, shape and data_offsets");
+
+        JsonElement? dtypeEl = null, shapeEl = null, offsetsEl = null;
+        foreach (JsonProperty f in value.EnumerateObject())
+        {
+            switch (f.Name)
+            {
+                case "dtype":
+                    if (dtypeEl.HasValue) throw Fail(origin, $"tensor \"{key}\": duplicate field \"dtype\"");
+                    dtypeEl = f.Value;
+                    break;
+                case "shape":
+                    if (shapeEl.HasValue) throw Fail(origin, $"tensor \"{key}\": duplicate field \"shape\"");
+                    shapeEl = f.Value;
+                    break;
+                case "data_offsets":
+                    if (offsetsEl.HasValue) throw Fail(origin, $"tensor \"{key}\": duplicate field \"data_offsets\"");
+                    offsetsEl = f.Value;
+                    break;
+                default:
+                    break; // unknown fields are ignored, as the reference implementation does
+            }
+        }
+
+        // dtype
+        if (!dtypeEl.HasValue)
+            throw Fail(origin, $"tensor \"{key}\": missing \"dtype\"");
+        if (dtypeEl.Value.ValueKind != JsonValueKind.String)
+            throw Fail(origin, $"tensor \"{key}\": \"dtype\" is a JSON {Describe(dtypeEl.Value.ValueKind)}, not a string");
+        string dtype = dtypeEl.Value.GetString()!;
+        int elementSize = ElementSize(dtype);
+        if (elementSize == 0)
+            throw Fail(origin, $"tensor \"{key}\": unknown dtype \"{dtype}\" (expected one of F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)");
+
+        // shape
+        if (!shapeEl.HasValue)
+            throw Fail(origin, $"tensor \"{key}\": missing \"shape\"");
+        if (shapeEl.Value.ValueKind != JsonValueKind.Array)
+            throw Fail(origin, $"tensor \"{key}\": \"shape\" is a JSON {Describe(shapeEl.Value.ValueKind)}, not an array of non-negative integers");
+        var shape = new int[shapeEl.Value.GetArrayLength()];
+        int i = 0;
+        bool hasZero = false;
+        foreach (JsonElement d in shapeEl.Value.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v))
+                throw Fail(origin, $"tensor \"{key}\": shape dimension {i} is {Raw(d)}, {NotAnInteger(d)}");
+            if (v < 0)
+                throw Fail(origin, $"tensor \"{key}\": shape dimension {i} is negative ({v})");
+            if (v > int.MaxValue)
+                throw Fail(origin, $"tensor \"{key}\": shape dimension {i} is too large ({v})");
+            shape[i++] = (int)v;
+            hasZero |= v == 0;
+        }
+        string shapeText = "[" + string.Join(", ", shape) + "]";
+        long count = 1;
+        if (hasZero)
+        {
+            count = 0;
+        }
+        else
+        {
+            foreach (int d in shape)
+            {
+                if (count > long.MaxValue / d)
+                    throw Fail(origin, $"tensor \"{key}\": the element count of shape {shapeText} overflows");
+                count *= d;
+            }
+        }
+        if (count > long.MaxValue / elementSize)
+            throw Fail(origin, $"tensor \"{key}\": the byte size of shape {shapeText} with dtype {dtype} overflows");
+        long expectedBytes = count * elementSize;
+
+        // data_offsets
+        if (!offsetsEl.HasValue)
+            throw Fail(origin, $"tensor \"{key}\": missing \"data_offsets\"");
+        JsonElement off = offsetsEl.Value;
+        if (off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
+            throw Fail(origin, $"tensor \"{key}\": \"data_offsets\" is {Raw(off)}, not an array of two integers [begin, end]");
+        long begin = ReadOffset(origin, key, off[0], "begin");
+        long end = ReadOffset(origin, key, off[1], "end");
+        if (begin > end)
+            throw Fail(origin, $"tensor \"{key}\": data_offsets begin {begin} is after end {end}");
+        if (end > dataSize)
+            throw Fail(origin, $"tensor \"{key}\": data_offsets end {end} is past the end of the data ({dataSize} bytes after the header; truncated?)");
+        if (end - begin != expectedBytes)
+            throw Fail(origin, $"tensor \"{key}\": data_offsets [{begin}, {end}] hold {end - begin} bytes, but shape {shapeText} of {dtype} needs {expectedBytes}");
+        if (IsFloat(dtype) && count > Array.MaxLength)
+            throw Fail(origin, $"tensor \"{key}\": {count} elements are too many for one array");
+        return new Entry(key, dtype, shape, count, begin, end);
+    }
+
+    private static long ReadOffset(string origin, string key, JsonElement e, string which)
+    {
+        if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt64(out long v))
+            throw Fail(origin, $"tensor \"{key}\": data_offsets {which} is {Raw(e)}, {NotAnInteger(e)}");
+        if (v < 0)
+            throw Fail(origin, $"tensor \"{key}\": data_offsets {which} is negative ({v})");
+        return v;
+    }
+
+    private static void CheckLayout(string origin, List<Entry> entries, int dataSize)
+    {
+        var sorted = entries.ToArray();
+        Array.Sort(sorted, static (a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));
+        long expected = 0;
+        Entry? previous = null;
+        foreach (Entry e in sorted)
+        {
+            if (e.Begin < expected)
+                throw Fail(origin, $"tensors \"{previous!.Key}\" [{previous.Begin}, {previous.End}] and \"{e.Key}\" [{e.Begin}, {e.End}] overlap");
+            if (e.Begin > expected)
+            {
+                string before = previous is null ? "the start of the data" : $"\"{previous.Key}\" (ends at {previous.End})";
+                throw Fail(origin, $"hole of {e.Begin - expected} bytes in the data between {before} and \"{e.Key}\" (begins at {e.Begin}); safetensors data must be contiguous");
+            }
+            expected = e.End; // sorted by (begin, end), so end >= begin == expected
+            previous = e;
+        }
+        if (expected != dataSize)
+        {
+            string after = previous is null ? "the header (the file has no tensors)" : $"the last tensor \"{previous.Key}\" (ends at {expected})";
+            throw Fail(origin, $"{dataSize - expected} bytes of data after {after} belong to no tensor; safetensors data must be contiguous");
+        }
+    }
+
+    private static float[] Convert(string dtype, ReadOnlySpan<byte> src, long count)
+    {
+        switch (dtype)
+        {
+            case "F32":
+            {
+                var dst = new float[count];
+                if (BitConverter.IsLittleEndian)
+                    MemoryMarshal.Cast<byte, float>(src).CopyTo(dst);
+                else
+                    for (int i = 0; i < dst.Length; i++) dst[i] = BinaryPrimitives.ReadSingleLittleEndian(src.Slice(i * 4));
+                return dst;
+            }
+            case "F16":
+            {
+                var dst = new float[count];
+                for (int i = 0; i < dst.Length; i++) dst[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(src.Slice(i * 2));
+                return dst;
+            }
+            case "BF16":
+            {
+                var dst = new float[count];
+                for (int i = 0; i < dst.Length; i++)
+                    dst[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(src.Slice(i * 2)) << 16);
+                return dst;
+            }
+            case "F64":
+            {
+                var dst = new float[count];
+                for (int i = 0; i < dst.Length; i++) dst[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(src.Slice(i * 8));
+                return dst;
+            }
+            default:
+                return Array.Empty<float>();
+        }
+    }
+
+    private static bool IsFloat(string dtype) => dtype is "F32" or "F16" or "BF16" or "F64";
+
+    private static int ElementSize(string dtype) => dtype switch
+    {
+        "F64" or "I64" => 8,
+        "F32" or "I32" => 4,
+        "F16" or "BF16" or "I16" => 2,
+        "I8" or "U8" or "BOOL" => 1,
+        _ => 0,
+    };
+
+    private static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Object => "object",
+        JsonValueKind.Array => "array",
+        JsonValueKind.String => "string",
+        JsonValueKind.Number => "number",
+        JsonValueKind.True or JsonValueKind.False => "boolean",
+        JsonValueKind.Null => "null",
+        _ => "value",
+    };
+
+    private static string NotAnInteger(JsonElement e)
+    {
+        if (e.ValueKind == JsonValueKind.Number)
+        {
+            string text = e.GetRawText();
+            bool digits = text.Length > 0;
+            for (int i = text[0] == '-' ? 1 : 0; i < text.Length; i++) digits &= char.IsAsciiDigit(text[i]);
+            if (digits) return "an integer too large for 64 bits";
+        }
+        return "not an integer";
+    }
+
+    private static string Raw(JsonElement e)
+    {
+        string text = e.GetRawText();
+        return text.Length <= 40 ? text : text.Substring(0, 37) + "...";
+    }
+
+    private static WeightsException Fail(string origin, string message) => new(origin + ": " + message);
+}
