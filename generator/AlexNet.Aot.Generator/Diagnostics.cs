@@ -25,7 +25,7 @@ internal static class Diagnostics
     public const string Syntax = "ANX015";
     public const string DuplicateDirective = "ANX016";
     public const string DuplicateCheckpointKey = "ANX017";
-    public const string LastLayerNotDense = "ANX018";
+    public const string ReservedName = "ANX018";
     public const string DuplicateModel = "ANX019";
     public const string TooLarge = "ANX020";
 
@@ -48,7 +48,7 @@ internal static class Diagnostics
         [Syntax] = "Malformed line",
         [DuplicateDirective] = "Directive given twice",
         [DuplicateCheckpointKey] = "Two layers bind the same checkpoint key",
-        [LastLayerNotDense] = "The last layer must be dense",
+        [ReservedName] = "Name reserved by the generated code",
         [DuplicateModel] = "Two model specs have the same name",
         [TooLarge] = "Model too large",
     };

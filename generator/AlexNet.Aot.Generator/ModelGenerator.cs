@@ -51,41 +51,65 @@ public sealed class ModelGenerator : IIncrementalGenerator
             foreach (SpecDiagnostic d in diags) spc.ReportDiagnostic(ToDiagnostic(d));
         });
 
-        // Pipeline 2: source per model.
-        context.RegisterSourceOutput(plans.Where(static p => !p.HasErrors).Combine(ns), static (spc, input) =>
-        {
-            foreach ((string hint, string source) in Emitter.EmitModel(input.Left, input.Right))
-                spc.AddSource(hint, SourceText.From(source, System.Text.Encoding.UTF8));
-        });
-
-        // Pipeline 3: the catalog of every model, and duplicate names across spec files.
+        // The names of every model: two specs may not share a model name (file name) or class name.
         IncrementalValueProvider<(ImmutableArray<CatalogItem> Left, string Right)> catalog = plans
             .Where(static p => !p.HasErrors)
             .Select(static (p, _) => new CatalogItem(p.Spec.ModelName, p.Spec.ClassName, p.Spec.FilePath))
             .Collect()
             .Combine(ns)
             .WithTrackingName(TrackingNames.Catalog);
-        context.RegisterSourceOutput(catalog, static (spc, input) =>
+        IncrementalValueProvider<EquatableArray<CatalogItem>> duplicates = catalog
+            .Select(static (c, _) => FindDuplicates(c.Left));
+
+        // Pipeline 2: source per model (a model that repeats another's name is reported, not emitted).
+        context.RegisterSourceOutput(plans.Where(static p => !p.HasErrors).Combine(ns).Combine(duplicates), static (spc, input) =>
         {
-            var items = new List<CatalogItem>(input.Left);
-            items.Sort(static (a, b) => string.CompareOrdinal(a.ModelName, b.ModelName) != 0
-                ? string.CompareOrdinal(a.ModelName, b.ModelName)
-                : string.CompareOrdinal(a.FilePath, b.FilePath));
-            var models = new List<(string, string)>();
-            var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-            var classes = new HashSet<string>(StringComparer.Ordinal);
-            foreach (CatalogItem item in items)
-            {
-                if (!names.Add(item.ModelName) || !classes.Add(item.ClassName))
-                {
-                    spc.ReportDiagnostic(ToDiagnostic(new SpecDiagnostic(Diagnostics.DuplicateModel, item.FilePath, new SpecPosition(0, 0, 0, 0),
-                        $"{item.ModelName}: another spec already defines model name '{item.ModelName}' or class '{item.ClassName}'")));
-                    continue;
-                }
-                models.Add((item.ModelName, item.ClassName));
-            }
-            spc.AddSource("ModelCatalog.g.cs", SourceText.From(Emitter.EmitCatalog(models, input.Right), System.Text.Encoding.UTF8));
+            ModelPlan plan = input.Left.Left;
+            foreach (CatalogItem d in input.Right)
+                if (d.FilePath == plan.Spec.FilePath) return;
+            foreach ((string hint, string source) in Emitter.EmitModel(plan, input.Left.Right))
+                spc.AddSource(hint, SourceText.From(source, System.Text.Encoding.UTF8));
         });
+
+        // Pipeline 3: the catalog of every model, and the duplicates' diagnostics.
+        context.RegisterSourceOutput(catalog.Combine(duplicates), static (spc, input) =>
+        {
+            var rejected = new HashSet<string>(StringComparer.Ordinal);
+            foreach (CatalogItem d in input.Right)
+            {
+                rejected.Add(d.FilePath);
+                spc.ReportDiagnostic(ToDiagnostic(new SpecDiagnostic(Diagnostics.DuplicateModel, d.FilePath, new SpecPosition(0, 0, 0, 0),
+                    $"{d.ModelName}: another spec already defines model name '{d.ModelName}' or class '{d.ClassName}'")));
+            }
+            var models = new List<(string, string)>();
+            foreach (CatalogItem item in Sorted(input.Left.Left))
+                if (!rejected.Contains(item.FilePath)) models.Add((item.ModelName, item.ClassName));
+            spc.AddSource("ModelCatalog.g.cs", SourceText.From(Emitter.EmitCatalog(models, input.Left.Right), System.Text.Encoding.UTF8));
+        });
+    }
+
+    private static List<CatalogItem> Sorted(ImmutableArray<CatalogItem> items)
+    {
+        var list = new List<CatalogItem>(items);
+        list.Sort(static (a, b) => string.CompareOrdinal(a.ModelName, b.ModelName) != 0
+            ? string.CompareOrdinal(a.ModelName, b.ModelName)
+            : string.CompareOrdinal(a.FilePath, b.FilePath));
+        return list;
+    }
+
+    /// <summary>Every spec after the first (in name, then path order) that repeats a model name or class name.</summary>
+    private static EquatableArray<CatalogItem> FindDuplicates(ImmutableArray<CatalogItem> items)
+    {
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var classes = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var dups = new List<CatalogItem>();
+        foreach (CatalogItem item in Sorted(items))
+        {
+            bool newName = names.Add(item.ModelName);
+            bool newClass = classes.Add(item.ClassName);
+            if (!newName || !newClass) dups.Add(item);
+        }
+        return dups.ToEquatable();
     }
 
     private static ModelPlan SafePlan(ModelSpec spec)

@@ -98,17 +98,17 @@ public sealed record ModelInfo(
         }
     }
 
-    /// <summary>Arena bytes for a session with the given maximum batch.</summary>
-    public long ArenaBytes(int maxBatch) => 4 * (ArenaFloatsPerWorker + ArenaFloatsPerImage * (long)maxBatch);
+    /// <summary>Arena bytes for a session with the given maximum batch and thread count.</summary>
+    public long ArenaBytes(int maxBatch, int threads = 1) => 4 * (ArenaFloatsPerWorker * threads + ArenaFloatsPerImage * (long)maxBatch);
 }
 
 /// <summary>A model compiled into an assembly: its description and a factory for sessions.</summary>
 public sealed class ModelEntry
 {
-    private readonly Func<IWeightSource, int, Network> _create;
+    private readonly Func<IWeightSource, int, int, Network> _create;
 
     /// <summary>Creates an entry (called by generated code).</summary>
-    public ModelEntry(ModelInfo info, Func<IWeightSource, int, Network> create)
+    public ModelEntry(ModelInfo info, Func<IWeightSource, int, int, Network> create)
     {
         Info = info;
         _create = create;
@@ -120,6 +120,7 @@ public sealed class ModelEntry
     /// <summary>The spec's model name.</summary>
     public string Name => Info.Name;
 
-    /// <summary>Binds and packs the weights and plans the arena for up to <paramref name="maxBatch"/> images.</summary>
-    public Network Create(IWeightSource weights, int maxBatch = 1) => _create(weights, maxBatch);
+    /// <summary>Binds and packs the weights and plans the arena for up to <paramref name="maxBatch"/> images,
+    /// on <paramref name="threads"/> threads (0: one per processor).</summary>
+    public Network Create(IWeightSource weights, int maxBatch = 1, int threads = 0) => _create(weights, maxBatch, threads);
 }

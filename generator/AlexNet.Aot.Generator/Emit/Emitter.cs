@@ -74,7 +74,7 @@ internal static class Emitter
                 EmitMetadata(w, plan);
                 w.Line();
                 w.Line("/// <summary>This model's catalog entry.</summary>");
-                w.Line("public static global::AlexNet.Aot.ModelEntry Entry { get; } = new global::AlexNet.Aot.ModelEntry(Metadata, static (weights, maxBatch) => Create(weights, maxBatch));");
+                w.Line("public static global::AlexNet.Aot.ModelEntry Entry { get; } = new global::AlexNet.Aot.ModelEntry(Metadata, static (weights, maxBatch, threads) => Create(weights, maxBatch, threads));");
                 w.Line();
                 foreach (LayerPlan l in plan.Layers)
                 {
@@ -83,9 +83,10 @@ internal static class Emitter
                         w.Line($"private readonly float[] {Field(l, "Scale" + j)}, {Field(l, "Shift" + j)};");
                 }
                 w.Line();
-                w.Line("/// <summary>Binds and packs <paramref name=\"weights\"/> (every shape checked) and plans the arena for up to <paramref name=\"maxBatch\"/> images.</summary>");
+                w.Line("/// <summary>Binds and packs <paramref name=\"weights\"/> (every shape checked) and plans the arena for up to <paramref name=\"maxBatch\"/> images");
+                w.Line("/// on <paramref name=\"threads\"/> threads (0: one per processor).</summary>");
                 w.Line("/// <exception cref=\"global::AlexNet.Aot.WeightsException\">A tensor is missing or has the wrong shape; the message lists them all.</exception>");
-                w.Line($"public static {spec.ClassName} Create(global::AlexNet.Aot.IWeightSource weights, int maxBatch = 1) => new {spec.ClassName}(weights, maxBatch);");
+                w.Line($"public static {spec.ClassName} Create(global::AlexNet.Aot.IWeightSource weights, int maxBatch = 1, int threads = 0) => new {spec.ClassName}(weights, maxBatch, threads);");
                 w.Line();
                 EmitConstructor(w, plan);
                 w.Line();
@@ -147,7 +148,7 @@ internal static class Emitter
     private static void EmitConstructor(SourceWriter w, ModelPlan plan)
     {
         ModelSpec spec = plan.Spec;
-        using (w.Block($"private {spec.ClassName}(global::AlexNet.Aot.IWeightSource weights, int maxBatch) : base(Metadata, maxBatch)"))
+        using (w.Block($"private {spec.ClassName}(global::AlexNet.Aot.IWeightSource weights, int maxBatch, int threads) : base(Metadata, maxBatch, threads)"))
         {
             w.Line("var binder = new global::AlexNet.Aot.WeightBinder(weights, Metadata);");
             w.Line("global::AlexNet.Aot.LayerInfo[] layers = Metadata.Layers;");
@@ -175,7 +176,7 @@ internal static class Emitter
                     w.Line($"global::AlexNet.Aot.WeightPacking.FoldBatchNorm({l.Spec.Name}W, {l.Spec.Name}B, {BnLocal(l, pre, "weight")}, {BnLocal(l, pre, "bias")}, {BnLocal(l, pre, "running_mean")}, {BnLocal(l, pre, "running_var")}, {F(bn.Eps)});");
                 }
                 if (l.IsConv)
-                    w.Line($"{Field(l, "Weights")} = global::AlexNet.Aot.WeightPacking.PackRowPanels({l.Spec.Name}W, {I(l.Groups)}, {I(l.CoutG)}, {I(l.GemmK)}, {I(Planner.PanelRows)});");
+                    w.Line($"{Field(l, "Weights")} = {l.ClassName}.PackWeights({l.Spec.Name}W);");
                 else
                     w.Line($"{Field(l, "Weights")} = {l.Spec.Name}W;");
                 w.Line($"{Field(l, "Bias")} = {l.Spec.Name}B;");
@@ -204,29 +205,46 @@ internal static class Emitter
 
     private static void EmitForward(SourceWriter w, ModelPlan plan, LayerPlan? lastConv)
     {
-        w.Line("/// <inheritdoc/>");
-        using (w.Block("protected override void ForwardCore(ReadOnlySpan<float> input, Span<float> logits, int batch)"))
+        w.Line("/// <summary>");
+        w.Line("/// One worker's share of the forward pass. A batch of at least as many images as workers gives each worker whole");
+        w.Line("/// images through the convolution lines (each in its own worker region); a smaller batch splits every step of every");
+        w.Line("/// image across the team. The dense lines split their output rows. Worker 0 keeps the per-layer times when profiling.");
+        w.Line("/// </summary>");
+        using (w.Block("protected override void Work(int worker, int workers)"))
         {
             w.Line("ref float arena = ref MemoryMarshal.GetArrayDataReference(Arena);");
-            w.Line("ref float dense = ref Unsafe.Add(ref arena, WorkerFloats);");
-            w.Line("ref float x = ref MemoryMarshal.GetReference(input);");
-            w.Line("ref float y = ref MemoryMarshal.GetReference(logits);");
-            w.Line("int maxBatch = MaxBatch;");
+            w.Line("ref float dense = ref Unsafe.Add(ref arena, WorkerFloats * Threads);");
+            w.Line("ref float x = ref InputRef;");
+            w.Line("ref float y = ref OutputRef;");
+            w.Line("int batch = Batch, maxBatch = MaxBatch;");
+            w.Line("global::AlexNet.Aot.ThreadTeam? team = Team;");
+            w.Line("bool profile = Profiling && worker == 0;");
+            w.Line("long[] ticks = LayerTicks;");
+            w.Line("long t0 = profile ? global::System.Diagnostics.Stopwatch.GetTimestamp() : 0;");
             if (lastConv is not null)
             {
-                w.Line("// The convolution lines run image by image through the worker region; the last one writes each image's row of the dense input.");
-                using (w.Block("for (int b = 0; b < batch; b++)"))
+                for (int mode = 0; mode < 2; mode++)
                 {
-                    w.Line("ref float image = ref Unsafe.Add(ref x, b * ImageFloats);");
-                    w.Line("ref float features = ref Unsafe.Add(ref dense, FeaturesOffset * maxBatch + b * FeatureFloats);");
-                    foreach (LayerPlan l in plan.Layers)
+                    using (w.Block(mode == 0 ? "if (workers > 1 && batch >= workers)" : "else"))
                     {
-                        if (!l.IsConv) continue;
-                        w.Line($"{l.ClassName}.Forward(ref arena, ref image, ref features, {Args(l)});");
+                        if (mode == 0) w.Line("ref float mine = ref Unsafe.Add(ref arena, worker * WorkerFloats);");
+                        using (w.Block(mode == 0 ? "for (int b = worker; b < batch; b += workers)" : "for (int b = 0; b < batch; b++)"))
+                        {
+                            w.Line("ref float image = ref Unsafe.Add(ref x, b * ImageFloats);");
+                            w.Line("ref float features = ref Unsafe.Add(ref dense, FeaturesOffset * maxBatch + b * FeatureFloats);");
+                            foreach (LayerPlan l in plan.Layers)
+                            {
+                                if (!l.IsConv) continue;
+                                w.Line(mode == 0
+                                    ? $"{l.ClassName}.Forward(ref mine, ref image, ref features, {Args(l)}, 0, 1, null);"
+                                    : $"{l.ClassName}.Forward(ref arena, ref image, ref features, {Args(l)}, worker, workers, team);");
+                                w.Line($"if (profile) t0 = Tick(ticks, {I(l.Index)}, t0);");
+                            }
+                        }
                     }
                 }
+                w.Line("if (workers > 1) team!.Barrier(); // every image's features are in place");
             }
-            w.Line("// The dense lines run on the whole batch.");
             foreach (LayerPlan l in plan.Layers)
             {
                 if (l.IsConv) continue;
@@ -237,9 +255,18 @@ internal static class Emitter
                     _ => $"Unsafe.Add(ref dense, {I(d.In.Offset)} * maxBatch)",
                 };
                 string outRef = d.Out.Region == Region.Output ? "y" : $"Unsafe.Add(ref dense, {I(d.Out.Offset)} * maxBatch)";
-                w.Line($"{l.ClassName}.Forward(ref {inRef}, ref {outRef}, batch, {Args(l)});");
+                w.Line($"{l.ClassName}.Forward(ref {inRef}, ref {outRef}, batch, {Args(l)}, worker, workers);");
+                w.Line("if (workers > 1) team!.Barrier();");
+                w.Line($"if (profile) t0 = Tick(ticks, {I(l.Index)}, t0);");
             }
         }
+        w.Line();
+        w.Line("private static long Tick(long[] ticks, int layer, long since)");
+        w.Line("{");
+        w.Line("    long now = global::System.Diagnostics.Stopwatch.GetTimestamp();");
+        w.Line("    ticks[layer] += now - since;");
+        w.Line("    return now;");
+        w.Line("}");
     }
 
     private static string Args(LayerPlan l)

@@ -65,36 +65,36 @@ internal static class LayerEmitter
 
     private static void EmitSteps(SourceWriter w, LayerPlan layer, int first)
     {
-        // Dense lines run every step after the product in place on their output.
-        System.Func<Slot, string> Ref = layer.IsConv ? LayerEmitter.Ref : _ => "output";
         int affine = 0;
         for (int i = first; i < layer.Steps.Count; i++)
         {
             StepPlan s = layer.Steps[i];
             w.Line("// " + StepComment(layer, s, i));
+            bool computes = s.Kind is StepKind.Relu or StepKind.Affine or StepKind.Lrn or StepKind.MaxPool or StepKind.AvgPool
+                || (s.Kind == StepKind.AdaptiveAvgPool && s.In != s.Out);
+            // Conv lines: every worker must have finished the step before (it reads all channels). Dense lines run
+            // their steps on the rows this worker computed, so they need no barrier.
+            if (computes && layer.IsConv) w.Line("if (parts > 1) team!.Barrier();");
+            string range = layer.IsConv ? "part, parts" : "batch, o0, o1";
             switch (s.Kind)
             {
                 case StepKind.Relu:
-                    w.Line(layer.IsConv
-                        ? $"Relu{i}(ref {Ref(s.Out)}, {I(s.OutSize)});"
-                        : $"Relu{i}(ref {Ref(s.Out)}, batch * {I(s.OutSize)});");
+                    w.Line(layer.IsConv ? $"Relu{i}(ref {Ref(s.Out)}, {range});" : $"Relu{i}(ref output, {range});");
                     break;
                 case StepKind.Affine:
-                    w.Line(layer.IsConv
-                        ? $"Affine{i}(ref {Ref(s.Out)}, scale{affine}, shift{affine}, 1);"
-                        : $"Affine{i}(ref {Ref(s.Out)}, scale{affine}, shift{affine}, batch);");
+                    w.Line(layer.IsConv ? $"Affine{i}(ref {Ref(s.Out)}, scale{affine}, shift{affine}, {range});" : $"Affine{i}(ref output, scale{affine}, shift{affine}, {range});");
                     affine++;
                     break;
                 case StepKind.Lrn:
-                    w.Line($"Lrn{i}(ref {Ref(s.In)}, ref {Ref(s.Out)});");
+                    w.Line($"Lrn{i}(ref {Ref(s.In)}, ref {Ref(s.Out)}, {range});");
                     break;
                 case StepKind.MaxPool:
                 case StepKind.AvgPool:
-                    w.Line($"{s.Kind}{i}(ref {Ref(s.In)}, ref {Ref(s.Out)});");
+                    w.Line($"{s.Kind}{i}(ref {Ref(s.In)}, ref {Ref(s.Out)}, {range});");
                     break;
                 case StepKind.AdaptiveAvgPool:
                     if (s.In == s.Out) w.Line($"// the identity at {Shape(s.InC, s.InH, s.InW)}: nothing to do");
-                    else w.Line($"AdaptiveAvgPool{i}(ref {Ref(s.In)}, ref {Ref(s.Out)});");
+                    else w.Line($"AdaptiveAvgPool{i}(ref {Ref(s.In)}, ref {Ref(s.Out)}, {range});");
                     break;
                 case StepKind.Dropout:
                     w.Line("// the identity at inference (inverted dropout scales while training)");
@@ -116,8 +116,8 @@ internal static class LayerEmitter
             StepPlan s = layer.Steps[i];
             switch (s.Kind)
             {
-                case StepKind.Relu: EmitRelu(w, s, i); break;
-                case StepKind.Affine: EmitAffine(w, s, i); break;
+                case StepKind.Relu: EmitRelu(w, s, i, layer.IsConv); break;
+                case StepKind.Affine: EmitAffine(w, s, i, layer.IsConv); break;
                 case StepKind.Lrn: EmitLrn(w, s, i); break;
                 case StepKind.MaxPool: EmitPool(w, s, i, max: true); break;
                 case StepKind.AvgPool: EmitPool(w, s, i, max: false); break;
@@ -134,66 +134,70 @@ internal static class LayerEmitter
         return p;
     }
 
+    /// <summary>Emits <c>int lo = total * part / parts, hi = ...;</c>: this worker's share of <paramref name="total"/> items.</summary>
+    private static void Share(SourceWriter w, string lo, string hi, string total)
+    {
+        w.Line($"int {lo} = (int)((long){total} * part / parts), {hi} = (int)((long){total} * (part + 1) / parts);");
+    }
+
     // ------------------------------------------------------------------ convolution
 
     private static void EmitConv(SourceWriter w, ModelPlan model, LayerPlan L)
     {
         LayerSpec s = L.Spec;
-        int mPanels = (L.CoutG + Planner.PanelRows - 1) / Planner.PanelRows;
         Summary(w,
             $"Layer {X(s.Name)} (spec line {s.Position.Line + 1}): <c>{X(s.Text)}</c>.",
             $"Input {Shape(L.InC, L.InH, L.InW)}, convolution output {Shape(L.OutC, L.OutH, L.OutW)}, line output {Shape(L.FinalC, L.FinalH, L.FinalW)}; {I(L.MultiplyAdds)} multiply-adds per image.",
             $"Convolution as im2col + GEMM per group ({I(L.Groups)}): M = {I(L.CoutG)} output channels, K = {I(L.GemmK)} = {I(L.CinG)}x{I(s.KernelH)}x{I(s.KernelW)}, N = {I(L.GemmN)} output pixels.",
-            "Why: with compile-time K and N, im2col into NR-column panels makes every layer a dense, register-tiled GEMM whose",
-            "inner loop is one broadcast and two vector FMAs per weight; the kernel window is unrolled along its width in im2col.",
-            "ISA ladder: AVX-512 (MR=4 x NR=32), AVX2 (4 x 16), NEON/SSE Vector128 (4 x 8), portable scalar (4 x 4).");
-        using (w.Block($"internal static class {L.ClassName}"))
+            "Why: with compile-time K and N, im2col into NR-column panels turns the layer into a dense, register-tiled GEMM whose",
+            "inner loop is MR broadcasts and 2*MR vector FMAs per step of K; the kernel window is unrolled along its width in im2col.",
+            "Bias and ReLU are applied in the GEMM epilogue while the tile is in registers; batch norm right after the",
+            "convolution is folded into the weights at load.",
+            "ISA ladder (MR x NR): AVX-512 8 x 32, AVX2 6 x 16, NEON/SSE Vector128 4 x 8, portable scalar 4 x 4.",
+            "Threads: every step splits its work (im2col rows, GEMM tiles, channels) into <c>parts</c> with a barrier between steps;",
+            "a batch of at least as many images as threads instead gives each thread whole images (<c>parts</c> = 1).");
+        using (w.Block($"public static class {L.ClassName}"))
         {
             w.Line($"public const int InC = {I(L.InC)}, InH = {I(L.InH)}, InW = {I(L.InW)};");
             w.Line($"public const int OutC = {I(L.OutC)}, OutH = {I(L.OutH)}, OutW = {I(L.OutW)};");
             w.Line($"public const int KH = {I(s.KernelH)}, KW = {I(s.KernelW)}, Stride = {I(s.Stride)}, Pad = {I(s.Padding)}, Groups = {I(L.Groups)};");
             w.Line($"public const int CinG = {I(L.CinG)}, CoutG = {I(L.CoutG)}, K = {I(L.GemmK)}, N = {I(L.GemmN)};");
-            w.Line($"public const int MR = {I(Planner.PanelRows)}, MPanels = {I(mPanels)};");
-            w.Line($"/// <summary>Worker-arena offset of the im2col panels (sized for the widest path).</summary>");
+            w.Line("/// <summary>Worker-arena offset of the im2col panels (sized for the widest path).</summary>");
             w.Line($"public const int ScratchOffset = {I(L.ScratchOffset)};");
             w.Line();
-            Summary(w, "Runs the line for one image. <paramref name=\"features\"/> is this image's row of the dense input when the line is the last convolution.");
-            using (w.Block($"internal static void Forward(ref float arena, ref float input, ref float features, {ParamList(L)})"))
+            w.Line("/// <summary>Rows per packed weight panel on the path in use (the GEMM tile's MR).</summary>");
+            w.Line("public static int PanelRows => " + PanelRowsLadder() + ";");
+            w.Line();
+            w.Line("/// <summary>Packs [OutC, CinG, KH, KW] weights into the panels of the path in use; once, at load.</summary>");
+            w.Line("public static float[] PackWeights(float[] weights) => global::AlexNet.Aot.WeightPacking.PackRowPanels(weights, Groups, CoutG, K, PanelRows);");
+            w.Line();
+            Summary(w,
+                "Runs the line for one image, this worker's share (<paramref name=\"part\"/> of <paramref name=\"parts\"/>).",
+                "<paramref name=\"features\"/> is this image's row of the dense input when the line is the last convolution.");
+            using (w.Block($"public static void Forward(ref float arena, ref float input, ref float features, {ParamList(L)}, int part, int parts, global::AlexNet.Aot.ThreadTeam? team)"))
             {
                 w.Line("ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
                 w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
                 w.Line("ref float scratch = ref Unsafe.Add(ref arena, ScratchOffset);");
+                w.Line("if (parts > 1) team!.Barrier(); // the line before has finished with the shared worker buffers");
                 StepPlan c = L.Steps[0];
                 w.Line("// " + StepComment(L, c, 0));
-                w.Line($"Conv(ref {Ref(c.In)}, ref {Ref(c.Out)}, ref scratch, ref w, ref b);");
+                w.Line($"Im2Col(ref {Ref(c.In)}, ref scratch, part, parts);");
+                w.Line("if (parts > 1) team!.Barrier();");
+                w.Line($"Gemm(ref w, ref b, ref scratch, ref {Ref(c.Out)}, part, parts);");
                 EmitSteps(w, L, 1);
             }
             w.Line();
-            Summary(w, "The convolution on the widest ISA path of this machine (the guards are JIT/AOT-time constants).");
-            using (w.Block("private static void Conv(ref float input, ref float output, ref float scratch, ref float w, ref float b)"))
+            Summary(w, "im2col on the widest ISA path of this machine (the guards are JIT/AOT-time constants).");
+            using (w.Block("private static void Im2Col(ref float input, ref float scratch, int part, int parts)"))
             {
-                bool first = true;
-                foreach (IsaPath isa in IsaPath.Ladder)
-                {
-                    string head = isa.IsScalar ? "else" : (first ? "if (" : "else if (") + isa.Guard + ")";
-                    first = false;
-                    using (w.Block(head))
-                    {
-                        string loop = L.Groups == 1 ? "" : "for (int g = 0; g < Groups; g++)";
-                        if (loop.Length > 0) { w.Line(loop); w.Line("{"); w.Indent(); }
-                        if (L.Groups == 1)
-                        {
-                            w.Line($"Im2Col{isa.PanelColumns}(ref input, ref scratch);");
-                            w.Line($"Gemm{isa.Suffix}(ref w, ref b, ref scratch, ref output);");
-                        }
-                        else
-                        {
-                            w.Line($"Im2Col{isa.PanelColumns}(ref Unsafe.Add(ref input, g * (CinG * InH * InW)), ref scratch);");
-                            w.Line($"Gemm{isa.Suffix}(ref Unsafe.Add(ref w, g * (MPanels * MR * K)), ref Unsafe.Add(ref b, g * CoutG), ref scratch, ref Unsafe.Add(ref output, g * (CoutG * N)));");
-                        }
-                        if (loop.Length > 0) { w.Dedent(); w.Line("}"); }
-                    }
-                }
+                Ladder(w, isa => $"Im2Col{isa.PanelColumns}(ref input, ref scratch, part, parts);");
+            }
+            w.Line();
+            Summary(w, "The GEMM on the widest ISA path of this machine.");
+            using (w.Block("private static void Gemm(ref float w, ref float bias, ref float col, ref float output, int part, int parts)"))
+            {
+                Ladder(w, isa => $"Gemm{isa.Suffix}(ref w, ref bias, ref col, ref output, part, parts);");
             }
             var panelWidths = new SortedSet<int>();
             foreach (IsaPath isa in IsaPath.Ladder) panelWidths.Add(isa.PanelColumns);
@@ -203,19 +207,44 @@ internal static class LayerEmitter
         }
     }
 
+    private static string PanelRowsLadder()
+    {
+        string r = "";
+        foreach (IsaPath isa in IsaPath.Ladder)
+            r += isa.IsScalar ? I(isa.PanelRows) : $"{isa.Guard} ? {I(isa.PanelRows)} : ";
+        return r;
+    }
+
+    private static void Ladder(SourceWriter w, System.Func<IsaPath, string> call)
+    {
+        bool first = true;
+        foreach (IsaPath isa in IsaPath.Ladder)
+        {
+            if (isa.IsScalar) w.Line($"else {call(isa)}");
+            else w.Line($"{(first ? "if" : "else if")} ({isa.Guard}) {call(isa)}");
+            first = false;
+        }
+    }
+
     private static void EmitIm2Col(SourceWriter w, LayerPlan L, int nr)
     {
         LayerSpec s = L.Spec;
         int panels = (L.GemmN + nr - 1) / nr;
+        long groupFloats = (long)panels * L.GemmK * nr;
+        int tail = L.GemmN % nr;
         Summary(w,
-            $"im2col for {nr}-column panels: col[p][k][j] = input[ic][oy*{s.Stride}-{s.Padding}+ky][ox*{s.Stride}-{s.Padding}+kx] with",
-            $"k = (ic*KH + ky)*KW + kx and p*{nr} + j = oy*OutW + ox ({panels} panels; zero outside the image). The kx window is unrolled.");
-        using (w.Block($"private static void Im2Col{nr}(ref float src, ref float col)"))
+            $"im2col for {nr}-column panels: col[g][p][k][j] = input[g*CinG + ic][oy*{s.Stride}-{s.Padding}+ky][ox*{s.Stride}-{s.Padding}+kx] with",
+            $"k = (ic*KH + ky)*KW + kx and p*{nr} + j = oy*OutW + ox ({panels} panels per group; zero outside the image).",
+            "The kx window is unrolled; this worker fills the (channel, ky) rows of its share.");
+        using (w.Block($"private static void Im2Col{nr}(ref float src, ref float col, int part, int parts)"))
         {
             w.Line($"const int NR = {nr};");
-            using (w.Block("for (int ic = 0; ic < CinG; ic++)"))
-            using (w.Block("for (int ky = 0; ky < KH; ky++)"))
+            Share(w, "r0", "r1", "Groups * CinG * KH");
+            using (w.Block("for (int r = r0; r < r1; r++)"))
             {
+                w.Line("int channel = r / KH, ky = r - channel * KH;");
+                w.Line("int g = channel / CinG, ic = channel - g * CinG;");
+                w.Line($"ref float gcol = ref Unsafe.Add(ref col, g * {I(groupFloats)});");
                 w.Line("int k0 = (ic * KH + ky) * KW;");
                 w.Line("int n = 0;");
                 using (w.Block("for (int oy = 0; oy < OutH; oy++)"))
@@ -227,16 +256,16 @@ internal static class LayerEmitter
                         {
                             using (w.Block("for (int ox = 0; ox < OutW; ox++, n++)"))
                             {
-                                w.Line("ref float d = ref Unsafe.Add(ref col, (n / NR) * (K * NR) + k0 * NR + (n % NR));");
+                                w.Line("ref float d = ref Unsafe.Add(ref gcol, (n / NR) * (K * NR) + k0 * NR + (n % NR));");
                                 for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = 0f;");
                             }
                             w.Line("continue;");
                         }
                     }
-                    w.Line("ref float row = ref Unsafe.Add(ref src, (ic * InH + iy) * InW);");
+                    w.Line("ref float row = ref Unsafe.Add(ref src, (channel * InH + iy) * InW);");
                     using (w.Block("for (int ox = 0; ox < OutW; ox++, n++)"))
                     {
-                        w.Line("ref float d = ref Unsafe.Add(ref col, (n / NR) * (K * NR) + k0 * NR + (n % NR));");
+                        w.Line("ref float d = ref Unsafe.Add(ref gcol, (n / NR) * (K * NR) + k0 * NR + (n % NR));");
                         w.Line("int ix = ox * Stride - Pad;");
                         if (s.Padding > 0)
                         {
@@ -251,13 +280,13 @@ internal static class LayerEmitter
                         }
                     }
                 }
-            }
-            if (L.GemmN % nr != 0)
-            {
-                w.Line($"// zero the {nr - L.GemmN % nr} unused columns of the last panel, so that no stale value reaches an accumulator");
-                using (w.Block($"for (int k = 0; k < K; k++)"))
-                using (w.Block($"for (int j = {L.GemmN % nr}; j < NR; j++)"))
-                    w.Line($"Unsafe.Add(ref col, {I((long)(panels - 1) * L.GemmK * nr)} + k * NR + j) = 0f;");
+                if (tail != 0)
+                {
+                    w.Line($"// zero the {nr - tail} unused columns of the last panel, so that no stale value reaches an accumulator");
+                    using (w.Block("for (int kx = 0; kx < KW; kx++)"))
+                    using (w.Block($"for (int j = {tail}; j < NR; j++)"))
+                        w.Line($"Unsafe.Add(ref gcol, {I((long)(panels - 1) * L.GemmK * nr)} + (k0 + kx) * NR + j) = 0f;");
+                }
             }
         }
     }
@@ -265,107 +294,112 @@ internal static class LayerEmitter
     private static void EmitGemm(SourceWriter w, LayerPlan L, IsaPath isa)
     {
         int nr = isa.PanelColumns;
-        int mr = Planner.PanelRows;
+        int mr = isa.PanelRows;
         int panels = (L.GemmN + nr - 1) / nr;
+        int mPanels = (L.CoutG + mr - 1) / mr;
         int full = L.GemmN / nr;
         int tail = L.GemmN % nr;
         bool rowGuard = L.CoutG % mr != 0;
+        long groupCols = (long)panels * L.GemmK * nr;
         string V = isa.Vector;
         Summary(w,
             $"GEMM on the {X(isa.Description)} path: output[m][n] = bias[m] + sum over k of w[m][k] * col[k][n]{(L.FuseRelu ? ", then ReLU" : "")}.",
-            $"Register tile {mr} rows x {nr} columns ({(isa.IsScalar ? "16 scalar" : (mr * 2).ToString() + " vector")} accumulators); {panels} column panels{(tail != 0 ? $", the last one {tail} wide" : "")}; K = {L.GemmK} per tile.");
-        using (w.Block($"private static void Gemm{isa.Suffix}(ref float w, ref float bias, ref float col, ref float output)"))
+            $"Register tile {mr} rows x {nr} columns ({(isa.IsScalar ? "16 scalar" : I(mr * 2) + " vector")} accumulators); per group {mPanels} row panels x {panels} column panels{(tail != 0 ? $", the last {tail} wide" : "")}; K = {L.GemmK}.",
+            "Tiles run column panel by column panel, so a panel of im2col stays in cache while every row panel of weights passes over it.");
+        using (w.Block($"private static void Gemm{isa.Suffix}(ref float w, ref float bias, ref float col, ref float output, int part, int parts)"))
         {
+            w.Line($"const int MR = {mr}, MPanels = {mPanels}, NPanels = {panels};");
             if (tail != 0) w.Line($"Span<float> tail = stackalloc float[{nr}];");
-            using (w.Block("for (int mp = 0; mp < MPanels; mp++)"))
+            Share(w, "t0", "t1", "Groups * NPanels * MPanels");
+            using (w.Block("for (int t = t0; t < t1; t++)"))
             {
-                w.Line("ref float a = ref Unsafe.Add(ref w, mp * (MR * K));");
+                w.Line("int g = t / (NPanels * MPanels), rest = t - g * (NPanels * MPanels);");
+                w.Line("int p = rest / MPanels, mp = rest - p * MPanels;");
+                w.Line("ref float a = ref Unsafe.Add(ref w, (g * MPanels + mp) * (MR * K));");
+                w.Line($"ref float bp = ref Unsafe.Add(ref col, g * {I(groupCols)} + p * (K * {nr}));");
                 w.Line("int m0 = mp * MR;");
-                using (w.Block($"for (int p = 0; p < {panels}; p++)"))
+                w.Line("ref float og = ref Unsafe.Add(ref output, g * (CoutG * N));");
+                w.Line("ref float bg = ref Unsafe.Add(ref bias, g * CoutG);");
+                if (isa.IsScalar)
                 {
-                    w.Line($"ref float bp = ref Unsafe.Add(ref col, p * (K * {nr}));");
+                    for (int r = 0; r < mr; r++)
+                        w.Line($"float c{r}0 = 0f, c{r}1 = 0f, c{r}2 = 0f, c{r}3 = 0f;");
+                    using (w.Block("for (int k = 0; k < K; k++)"))
+                    {
+                        w.Line("ref float bk = ref Unsafe.Add(ref bp, k * 4);");
+                        w.Line("float b0 = bk, b1 = Unsafe.Add(ref bk, 1), b2 = Unsafe.Add(ref bk, 2), b3 = Unsafe.Add(ref bk, 3);");
+                        w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
+                        for (int r = 0; r < mr; r++)
+                        {
+                            w.Line($"float a{r} = Unsafe.Add(ref ak, {r});");
+                            w.Line($"c{r}0 += a{r} * b0; c{r}1 += a{r} * b1; c{r}2 += a{r} * b2; c{r}3 += a{r} * b3;");
+                        }
+                    }
+                }
+                else
+                {
+                    for (int r = 0; r < mr; r++)
+                        w.Line($"{V}<float> c{r}0 = {V}<float>.Zero, c{r}1 = {V}<float>.Zero;");
+                    using (w.Block("for (int k = 0; k < K; k++)"))
+                    {
+                        w.Line($"{V}<float> b0 = {V}.LoadUnsafe(ref bp, (nuint)(k * {nr}));");
+                        w.Line($"{V}<float> b1 = {V}.LoadUnsafe(ref bp, (nuint)(k * {nr} + {isa.Lanes}));");
+                        w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
+                        for (int r = 0; r < mr; r++)
+                        {
+                            w.Line($"{V}<float> a{r} = {V}.Create(Unsafe.Add(ref ak, {r}));");
+                            w.Line($"c{r}0 = {V}.MultiplyAddEstimate(a{r}, b0, c{r}0); c{r}1 = {V}.MultiplyAddEstimate(a{r}, b1, c{r}1);");
+                        }
+                    }
+                }
+                w.Line($"int n0 = p * {nr};");
+                for (int r = 0; r < mr; r++)
+                {
+                    if (rowGuard) { w.Line($"if (m0 + {r} < CoutG)"); w.Line("{"); w.Indent(); }
+                    else { w.Line("{"); w.Indent(); }
+                    w.Line($"ref float o = ref Unsafe.Add(ref og, (m0 + {r}) * N + n0);");
+                    w.Line($"float bias{r} = Unsafe.Add(ref bg, m0 + {r});");
                     if (isa.IsScalar)
                     {
-                        for (int r = 0; r < mr; r++)
-                            w.Line($"float c{r}0 = 0f, c{r}1 = 0f, c{r}2 = 0f, c{r}3 = 0f;");
-                        using (w.Block("for (int k = 0; k < K; k++)"))
+                        for (int j = 0; j < 4; j++)
+                            w.Line($"float v{j} = c{r}{j} + bias{r};" + (L.FuseRelu ? $" if (v{j} < 0f) v{j} = 0f;" : ""));
+                        if (tail != 0)
                         {
-                            w.Line("ref float bk = ref Unsafe.Add(ref bp, k * 4);");
-                            w.Line("float b0 = bk, b1 = Unsafe.Add(ref bk, 1), b2 = Unsafe.Add(ref bk, 2), b3 = Unsafe.Add(ref bk, 3);");
-                            w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
-                            for (int r = 0; r < mr; r++)
-                            {
-                                w.Line($"float a{r} = Unsafe.Add(ref ak, {r});");
-                                w.Line($"c{r}0 += a{r} * b0; c{r}1 += a{r} * b1; c{r}2 += a{r} * b2; c{r}3 += a{r} * b3;");
-                            }
-                        }
-                    }
-                    else
-                    {
-                        for (int r = 0; r < mr; r++)
-                            w.Line($"{V}<float> c{r}0 = {V}<float>.Zero, c{r}1 = {V}<float>.Zero;");
-                        using (w.Block("for (int k = 0; k < K; k++)"))
-                        {
-                            w.Line($"{V}<float> b0 = {V}.LoadUnsafe(ref bp, (nuint)(k * {nr}));");
-                            w.Line($"{V}<float> b1 = {V}.LoadUnsafe(ref bp, (nuint)(k * {nr} + {isa.Lanes}));");
-                            w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
-                            for (int r = 0; r < mr; r++)
-                            {
-                                w.Line($"{V}<float> a{r} = {V}.Create(Unsafe.Add(ref ak, {r}));");
-                                w.Line($"c{r}0 = {V}.MultiplyAddEstimate(a{r}, b0, c{r}0);");
-                                w.Line($"c{r}1 = {V}.MultiplyAddEstimate(a{r}, b1, c{r}1);");
-                            }
-                        }
-                    }
-                    w.Line($"int n0 = p * {nr};");
-                    for (int r = 0; r < mr; r++)
-                    {
-                        if (rowGuard) { w.Line($"if (m0 + {r} < CoutG)"); w.Line("{"); w.Indent(); }
-                        else { w.Line("{"); w.Indent(); }
-                        w.Line($"ref float o = ref Unsafe.Add(ref output, (m0 + {r}) * N + n0);");
-                        w.Line($"float bias{r} = Unsafe.Add(ref bias, m0 + {r});");
-                        if (isa.IsScalar)
-                        {
-                            for (int j = 0; j < 4; j++)
-                                w.Line($"float v{j} = c{r}{j} + bias{r};" + (L.FuseRelu ? $" if (v{j} < 0f) v{j} = 0f;" : ""));
-                            if (tail != 0)
-                            {
-                                using (w.Block($"if (p < {full})"))
-                                    w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
-                                using (w.Block("else"))
-                                {
-                                    w.Line("tail[0] = v0; tail[1] = v1; tail[2] = v2; tail[3] = v3;");
-                                    w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
-                                }
-                            }
-                            else
-                            {
+                            using (w.Block($"if (p < {full})"))
                                 w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
+                            using (w.Block("else"))
+                            {
+                                w.Line("tail[0] = v0; tail[1] = v1; tail[2] = v2; tail[3] = v3;");
+                                w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
                             }
                         }
                         else
                         {
-                            w.Line($"{V}<float> bv{r} = {V}.Create(bias{r});");
-                            w.Line($"{V}<float> v0 = c{r}0 + bv{r}, v1 = c{r}1 + bv{r};");
-                            if (L.FuseRelu) w.Line($"v0 = {V}.Max(v0, {V}<float>.Zero); v1 = {V}.Max(v1, {V}<float>.Zero);");
-                            if (tail != 0)
-                            {
-                                using (w.Block($"if (p < {full})"))
-                                    w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
-                                using (w.Block("else"))
-                                {
-                                    w.Line($"v0.StoreUnsafe(ref MemoryMarshal.GetReference(tail)); v1.StoreUnsafe(ref MemoryMarshal.GetReference(tail), {isa.Lanes});");
-                                    w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
-                                }
-                            }
-                            else
-                            {
+                            w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
+                        }
+                    }
+                    else
+                    {
+                        w.Line($"{V}<float> bv{r} = {V}.Create(bias{r});");
+                        w.Line($"{V}<float> v0 = c{r}0 + bv{r}, v1 = c{r}1 + bv{r};");
+                        if (L.FuseRelu) w.Line($"v0 = {V}.Max(v0, {V}<float>.Zero); v1 = {V}.Max(v1, {V}<float>.Zero);");
+                        if (tail != 0)
+                        {
+                            using (w.Block($"if (p < {full})"))
                                 w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
+                            using (w.Block("else"))
+                            {
+                                w.Line($"v0.StoreUnsafe(ref MemoryMarshal.GetReference(tail)); v1.StoreUnsafe(ref MemoryMarshal.GetReference(tail), {isa.Lanes});");
+                                w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
                             }
                         }
-                        w.Dedent();
-                        w.Line("}");
+                        else
+                        {
+                            w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
+                        }
                     }
+                    w.Dedent();
+                    w.Line("}");
                 }
             }
         }
@@ -380,25 +414,23 @@ internal static class LayerEmitter
         Summary(w,
             $"Layer {X(s.Name)} (spec line {s.Position.Line + 1}): <c>{X(s.Text)}</c>.",
             $"Dense {I(inF)} → {I(outF)}; {I(L.MultiplyAdds)} multiply-adds per image; weights [{I(outF)}, {I(inF)}] row-major as PyTorch stores them.",
-            "Why: the layer streams its weights once per call; four output rows share each input load, and every image of the batch",
-            "reuses the four rows from cache. ISA ladder: Vector512 → Vector256 → Vector128 dot products, portable scalar.");
-        using (w.Block($"internal static class {L.ClassName}"))
+            "Why: at small batches the layer is bound by streaming its weights once per call, so four output rows share each",
+            "input load and every image of the batch reuses the four rows from cache. Bias and ReLU are fused.",
+            "ISA ladder: Vector512 → Vector256 → Vector128 dot products, portable scalar.",
+            "Threads: the output rows are split into <c>parts</c> (blocks of four); the steps after the product run on the same rows.");
+        using (w.Block($"public static class {L.ClassName}"))
         {
             w.Line($"public const int In = {I(inF)}, Out = {I(outF)};");
             w.Line();
-            Summary(w, "Runs the line for a batch: input [batch, In], output [batch, Out].");
-            using (w.Block($"internal static void Forward(ref float input, ref float output, int batch, {ParamList(L)})"))
+            Summary(w, "Runs the line for a batch (input [batch, In], output [batch, Out]), this worker's rows.");
+            using (w.Block($"public static void Forward(ref float input, ref float output, int batch, {ParamList(L)}, int part, int parts)"))
             {
                 w.Line("ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
                 w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
+                Share(w, "blockLo", "blockHi", I(outF / 4));
+                w.Line($"int o0 = blockLo * 4, o1 = part == parts - 1 ? Out : blockHi * 4;");
                 w.Line("// " + StepComment(L, L.Steps[0], 0));
-                bool first = true;
-                foreach (IsaPath isa in IsaPath.Ladder)
-                {
-                    if (isa.IsScalar) w.Line($"else Dense{isa.Suffix}(ref input, ref output, batch, ref w, ref b);");
-                    else w.Line($"{(first ? "if" : "else if")} ({isa.Guard}) Dense{isa.Suffix}(ref input, ref output, batch, ref w, ref b);");
-                    first = false;
-                }
+                Ladder(w, isa => $"Dense{isa.Suffix}(ref input, ref output, batch, ref w, ref b, o0, o1);");
                 EmitSteps(w, L, 1);
             }
             foreach (IsaPath isa in IsaPath.Ladder) { w.Line(); EmitDenseKernel(w, L, isa); }
@@ -408,81 +440,75 @@ internal static class LayerEmitter
 
     private static void EmitDenseKernel(SourceWriter w, LayerPlan L, IsaPath isa)
     {
-        int inF = L.GemmK, outF = L.OutC;
-        int rows4 = outF / 4 * 4;
+        int inF = L.GemmK;
         string V = isa.Vector;
         int vecEnd = isa.IsScalar ? 0 : inF / isa.Lanes * isa.Lanes;
-        Summary(w, $"Dense product on the {X(isa.Description)} path{(L.FuseRelu ? ", bias and ReLU fused" : ", bias fused")}; {rows4 / 4} blocks of four rows{(outF % 4 != 0 ? $" and {outF % 4} single rows" : "")}.");
-        using (w.Block($"private static void Dense{isa.Suffix}(ref float x, ref float y, int batch, ref float w, ref float bias)"))
+        Summary(w, $"Dense product of rows [o0, o1) on the {X(isa.Description)} path{(L.FuseRelu ? ", bias and ReLU fused" : ", bias fused")}: blocks of four rows, then single rows.");
+        using (w.Block($"private static void Dense{isa.Suffix}(ref float x, ref float y, int batch, ref float w, ref float bias, int o0, int o1)"))
         {
             string relu(string v) => L.FuseRelu ? $" if ({v} < 0f) {v} = 0f;" : "";
-            if (rows4 > 0)
+            w.Line("int o = o0;");
+            using (w.Block("for (; o + 4 <= o1; o += 4)"))
             {
-                using (w.Block($"for (int o = 0; o < {rows4}; o += 4)"))
+                w.Line("ref float w0 = ref Unsafe.Add(ref w, o * In);");
+                w.Line("ref float w1 = ref Unsafe.Add(ref w0, In);");
+                w.Line("ref float w2 = ref Unsafe.Add(ref w1, In);");
+                w.Line("ref float w3 = ref Unsafe.Add(ref w2, In);");
+                using (w.Block("for (int n = 0; n < batch; n++)"))
                 {
-                    w.Line("ref float w0 = ref Unsafe.Add(ref w, o * In);");
-                    w.Line("ref float w1 = ref Unsafe.Add(ref w0, In);");
-                    w.Line("ref float w2 = ref Unsafe.Add(ref w1, In);");
-                    w.Line("ref float w3 = ref Unsafe.Add(ref w2, In);");
-                    using (w.Block("for (int n = 0; n < batch; n++)"))
+                    w.Line("ref float xn = ref Unsafe.Add(ref x, n * In);");
+                    if (!isa.IsScalar)
                     {
-                        w.Line("ref float xn = ref Unsafe.Add(ref x, n * In);");
-                        if (!isa.IsScalar)
+                        w.Line($"{V}<float> s0 = {V}<float>.Zero, s1 = {V}<float>.Zero, s2 = {V}<float>.Zero, s3 = {V}<float>.Zero;");
+                        using (w.Block($"for (int i = 0; i < {vecEnd}; i += {isa.Lanes})"))
                         {
-                            w.Line($"{V}<float> s0 = {V}<float>.Zero, s1 = {V}<float>.Zero, s2 = {V}<float>.Zero, s3 = {V}<float>.Zero;");
-                            using (w.Block($"for (int i = 0; i < {vecEnd}; i += {isa.Lanes})"))
-                            {
-                                w.Line($"{V}<float> xv = {V}.LoadUnsafe(ref xn, (nuint)i);");
-                                for (int r = 0; r < 4; r++)
-                                    w.Line($"s{r} = {V}.MultiplyAddEstimate({V}.LoadUnsafe(ref w{r}, (nuint)i), xv, s{r});");
-                            }
-                            w.Line($"float r0 = {V}.Sum(s0), r1 = {V}.Sum(s1), r2 = {V}.Sum(s2), r3 = {V}.Sum(s3);");
+                            w.Line($"{V}<float> xv = {V}.LoadUnsafe(ref xn, (nuint)i);");
+                            for (int r = 0; r < 4; r++)
+                                w.Line($"s{r} = {V}.MultiplyAddEstimate({V}.LoadUnsafe(ref w{r}, (nuint)i), xv, s{r});");
                         }
-                        else
-                        {
-                            w.Line("float r0 = 0f, r1 = 0f, r2 = 0f, r3 = 0f;");
-                        }
-                        if (vecEnd < inF)
-                        {
-                            using (w.Block($"for (int i = {vecEnd}; i < In; i++)"))
-                            {
-                                w.Line("float xi = Unsafe.Add(ref xn, i);");
-                                w.Line("r0 += Unsafe.Add(ref w0, i) * xi; r1 += Unsafe.Add(ref w1, i) * xi; r2 += Unsafe.Add(ref w2, i) * xi; r3 += Unsafe.Add(ref w3, i) * xi;");
-                            }
-                        }
-                        w.Line("ref float yn = ref Unsafe.Add(ref y, n * Out + o);");
-                        for (int r = 0; r < 4; r++)
-                            w.Line($"r{r} += Unsafe.Add(ref bias, o + {r});{relu("r" + r)} Unsafe.Add(ref yn, {r}) = r{r};");
+                        w.Line($"float r0 = {V}.Sum(s0), r1 = {V}.Sum(s1), r2 = {V}.Sum(s2), r3 = {V}.Sum(s3);");
                     }
+                    else
+                    {
+                        w.Line("float r0 = 0f, r1 = 0f, r2 = 0f, r3 = 0f;");
+                    }
+                    if (vecEnd < inF)
+                    {
+                        using (w.Block($"for (int i = {vecEnd}; i < In; i++)"))
+                        {
+                            w.Line("float xi = Unsafe.Add(ref xn, i);");
+                            w.Line("r0 += Unsafe.Add(ref w0, i) * xi; r1 += Unsafe.Add(ref w1, i) * xi; r2 += Unsafe.Add(ref w2, i) * xi; r3 += Unsafe.Add(ref w3, i) * xi;");
+                        }
+                    }
+                    w.Line("ref float yn = ref Unsafe.Add(ref y, n * Out + o);");
+                    for (int r = 0; r < 4; r++)
+                        w.Line($"r{r} += Unsafe.Add(ref bias, o + {r});{relu("r" + r)} Unsafe.Add(ref yn, {r}) = r{r};");
                 }
             }
-            if (rows4 < outF)
+            using (w.Block("for (; o < o1; o++)"))
             {
-                using (w.Block($"for (int o = {rows4}; o < Out; o++)"))
+                w.Line("ref float w0 = ref Unsafe.Add(ref w, o * In);");
+                using (w.Block("for (int n = 0; n < batch; n++)"))
                 {
-                    w.Line("ref float w0 = ref Unsafe.Add(ref w, o * In);");
-                    using (w.Block("for (int n = 0; n < batch; n++)"))
+                    w.Line("ref float xn = ref Unsafe.Add(ref x, n * In);");
+                    if (!isa.IsScalar)
                     {
-                        w.Line("ref float xn = ref Unsafe.Add(ref x, n * In);");
-                        if (!isa.IsScalar)
-                        {
-                            w.Line($"{V}<float> s0 = {V}<float>.Zero;");
-                            using (w.Block($"for (int i = 0; i < {vecEnd}; i += {isa.Lanes})"))
-                                w.Line($"s0 = {V}.MultiplyAddEstimate({V}.LoadUnsafe(ref w0, (nuint)i), {V}.LoadUnsafe(ref xn, (nuint)i), s0);");
-                            w.Line($"float r0 = {V}.Sum(s0);");
-                        }
-                        else
-                        {
-                            w.Line("float r0 = 0f;");
-                        }
-                        if (vecEnd < inF)
-                        {
-                            using (w.Block($"for (int i = {vecEnd}; i < In; i++)"))
-                                w.Line("r0 += Unsafe.Add(ref w0, i) * Unsafe.Add(ref xn, i);");
-                        }
-                        w.Line($"r0 += Unsafe.Add(ref bias, o);{relu("r0")}");
-                        w.Line("Unsafe.Add(ref y, n * Out + o) = r0;");
+                        w.Line($"{V}<float> s0 = {V}<float>.Zero;");
+                        using (w.Block($"for (int i = 0; i < {vecEnd}; i += {isa.Lanes})"))
+                            w.Line($"s0 = {V}.MultiplyAddEstimate({V}.LoadUnsafe(ref w0, (nuint)i), {V}.LoadUnsafe(ref xn, (nuint)i), s0);");
+                        w.Line($"float r0 = {V}.Sum(s0);");
                     }
+                    else
+                    {
+                        w.Line("float r0 = 0f;");
+                    }
+                    if (vecEnd < inF)
+                    {
+                        using (w.Block($"for (int i = {vecEnd}; i < In; i++)"))
+                            w.Line("r0 += Unsafe.Add(ref w0, i) * Unsafe.Add(ref xn, i);");
+                    }
+                    w.Line($"r0 += Unsafe.Add(ref bias, o);{relu("r0")}");
+                    w.Line("Unsafe.Add(ref y, n * Out + o) = r0;");
                 }
             }
         }
@@ -490,30 +516,49 @@ internal static class LayerEmitter
 
     // ------------------------------------------------------------------ element-wise and pooling steps
 
-    private static void EmitRelu(SourceWriter w, StepPlan s, int i)
-    {
-        Summary(w, $"Step {i}: ReLU in place over {Shape(s.OutC, s.OutH, s.OutW)} per image (NaN stays NaN, as in PyTorch).");
-        using (w.Block($"private static void Relu{i}(ref float x, int count)"))
-        using (w.Block("for (int i = 0; i < count; i++)"))
-        {
-            w.Line("float v = Unsafe.Add(ref x, i);");
-            w.Line("if (v < 0f) Unsafe.Add(ref x, i) = 0f;");
-        }
-    }
-
-    private static void EmitAffine(SourceWriter w, StepPlan s, int i)
+    private static void EmitRelu(SourceWriter w, StepPlan s, int i, bool conv)
     {
         int hw = s.OutH * s.OutW;
-        Summary(w, $"Step {i}: batch norm (inference) as x * scale[c] + shift[c] in place over {Shape(s.OutC, s.OutH, s.OutW)} per image.");
-        using (w.Block($"private static void Affine{i}(ref float x, float[] scale, float[] shift, int images)"))
-        using (w.Block("for (int n = 0; n < images; n++)"))
-        using (w.Block($"for (int c = 0; c < {s.OutC}; c++)"))
+        Summary(w, $"Step {i}: ReLU in place over {Shape(s.OutC, s.OutH, s.OutW)} per image, this worker's {(conv ? "channels" : "rows")} (NaN stays NaN, as in PyTorch).");
+        if (conv)
         {
-            w.Line("float sc = scale[c], sh = shift[c];");
-            w.Line($"ref float p = ref Unsafe.Add(ref x, (n * {s.OutC} + c) * {hw});");
-            using (w.Block($"for (int j = 0; j < {hw}; j++)"))
-                w.Line("Unsafe.Add(ref p, j) = Unsafe.Add(ref p, j) * sc + sh;");
+            using (w.Block($"private static void Relu{i}(ref float x, int part, int parts)"))
+            {
+                Share(w, "c0", "c1", I(s.OutC));
+                using (w.Block($"for (int j = c0 * {hw}; j < c1 * {hw}; j++)"))
+                    w.Line("if (Unsafe.Add(ref x, j) < 0f) Unsafe.Add(ref x, j) = 0f;");
+            }
+            return;
         }
+        using (w.Block($"private static void Relu{i}(ref float y, int batch, int o0, int o1)"))
+        using (w.Block("for (int n = 0; n < batch; n++)"))
+        using (w.Block("for (int o = o0; o < o1; o++)"))
+            w.Line($"if (Unsafe.Add(ref y, n * {s.OutC} + o) < 0f) Unsafe.Add(ref y, n * {s.OutC} + o) = 0f;");
+    }
+
+    private static void EmitAffine(SourceWriter w, StepPlan s, int i, bool conv)
+    {
+        int hw = s.OutH * s.OutW;
+        Summary(w, $"Step {i}: batch norm (inference) as x * scale[c] + shift[c] in place over {Shape(s.OutC, s.OutH, s.OutW)} per image, this worker's {(conv ? "channels" : "rows")}.");
+        if (conv)
+        {
+            using (w.Block($"private static void Affine{i}(ref float x, float[] scale, float[] shift, int part, int parts)"))
+            {
+                Share(w, "c0", "c1", I(s.OutC));
+                using (w.Block("for (int c = c0; c < c1; c++)"))
+                {
+                    w.Line("float sc = scale[c], sh = shift[c];");
+                    w.Line($"ref float p = ref Unsafe.Add(ref x, c * {hw});");
+                    using (w.Block($"for (int j = 0; j < {hw}; j++)"))
+                        w.Line("Unsafe.Add(ref p, j) = Unsafe.Add(ref p, j) * sc + sh;");
+                }
+            }
+            return;
+        }
+        using (w.Block($"private static void Affine{i}(ref float y, float[] scale, float[] shift, int batch, int o0, int o1)"))
+        using (w.Block("for (int n = 0; n < batch; n++)"))
+        using (w.Block("for (int o = o0; o < o1; o++)"))
+            w.Line($"Unsafe.Add(ref y, n * {s.OutC} + o) = Unsafe.Add(ref y, n * {s.OutC} + o) * scale[o] + shift[o];");
     }
 
     private static void EmitLrn(SourceWriter w, StepPlan s, int i)
@@ -527,9 +572,10 @@ internal static class LayerEmitter
             $"Step {i}: local response normalization <c>{X(op.Text)}</c> over {Shape(c, s.InH, s.InW)}, as PyTorch/ONNX/Caffe:",
             $"out[c] = in[c] / (k + alpha/size * sum of in[c']^2 for c' in [c-{before}, c+{after}])^beta, alpha/size = {X(F(alphaOverSize))}; t^-beta as {X(pow)}.",
             "Vectorized along pixels (each vector a run of pixels of every channel), scalar for the last pixels.");
-        using (w.Block($"private static void Lrn{i}(ref float src, ref float dst)"))
+        using (w.Block($"private static void Lrn{i}(ref float src, ref float dst, int part, int parts)"))
         {
             w.Line($"const int C = {c}, HW = {hw};");
+            Share(w, "c0", "c1", "C");
             w.Line("int i = 0;");
             bool first = true;
             foreach (IsaPath isa in IsaPath.Ladder)
@@ -539,7 +585,7 @@ internal static class LayerEmitter
                 using (w.Block($"{(first ? "if" : "else if")} ({isa.Guard})"))
                 {
                     using (w.Block($"for (; i + {isa.Lanes} <= HW; i += {isa.Lanes})"))
-                    using (w.Block("for (int c = 0; c < C; c++)"))
+                    using (w.Block("for (int c = c0; c < c1; c++)"))
                     {
                         w.Line($"int lo = c - {before} < 0 ? 0 : c - {before}, hi = c + {after} >= C ? C - 1 : c + {after};");
                         w.Line($"{V}<float> sum = {V}<float>.Zero;");
@@ -567,7 +613,7 @@ internal static class LayerEmitter
                 first = false;
             }
             using (w.Block("for (; i < HW; i++)"))
-            using (w.Block("for (int c = 0; c < C; c++)"))
+            using (w.Block("for (int c = c0; c < c1; c++)"))
             {
                 w.Line($"int lo = c - {before} < 0 ? 0 : c - {before}, hi = c + {after} >= C ? C - 1 : c + {after};");
                 w.Line("float sum = 0f;");
@@ -592,10 +638,11 @@ internal static class LayerEmitter
             $"Step {i}: <c>{X(op.Text)}</c> over {Shape(s.InC, s.InH, s.InW)} → {Shape(s.OutC, s.OutH, s.OutW)}: window {op.Kernel}x{op.Kernel}, stride {op.Stride}, padding {op.Padding}{(op.CeilMode ? ", ceil mode" : "")}"
             + (max ? " (padding never wins)." : op.CountIncludePad ? " (the divisor counts padding, as PyTorch's count_include_pad=True)." : " (the divisor counts only pixels inside the image)."),
             "Scalar on every ISA: it reads each input pixel about (k/s)^2 times and costs little beside the convolutions.");
-        using (w.Block($"private static void {kind}{i}(ref float src, ref float dst)"))
+        using (w.Block($"private static void {kind}{i}(ref float src, ref float dst, int part, int parts)"))
         {
             w.Line($"const int C = {s.InC}, H = {s.InH}, W = {s.InW}, OH = {s.OutH}, OW = {s.OutW}, KS = {op.Kernel}, S = {op.Stride}, P = {op.Padding};");
-            using (w.Block("for (int c = 0; c < C; c++)"))
+            Share(w, "c0", "c1", "C");
+            using (w.Block("for (int c = c0; c < c1; c++)"))
             {
                 w.Line("ref float plane = ref Unsafe.Add(ref src, c * H * W);");
                 using (w.Block("for (int oy = 0; oy < OH; oy++)"))
@@ -630,10 +677,11 @@ internal static class LayerEmitter
         Summary(w,
             $"Step {i}: adaptive average pool {Shape(s.InC, s.InH, s.InW)} → {Shape(s.OutC, s.OutH, s.OutW)}, PyTorch's windows:",
             "rows floor(oy*H/OH) to ceil((oy+1)*H/OH), columns likewise. Scalar on every ISA.");
-        using (w.Block($"private static void AdaptiveAvgPool{i}(ref float src, ref float dst)"))
+        using (w.Block($"private static void AdaptiveAvgPool{i}(ref float src, ref float dst, int part, int parts)"))
         {
             w.Line($"const int C = {s.InC}, H = {s.InH}, W = {s.InW}, OH = {s.OutH}, OW = {s.OutW};");
-            using (w.Block("for (int c = 0; c < C; c++)"))
+            Share(w, "c0", "c1", "C");
+            using (w.Block("for (int c = c0; c < c1; c++)"))
             using (w.Block("for (int oy = 0; oy < OH; oy++)"))
             {
                 w.Line("int y0 = oy * H / OH, y1 = ((oy + 1) * H + OH - 1) / OH;");

@@ -59,6 +59,11 @@ internal sealed class SpecParser
             Error(Diagnostics.MissingModel, new SpecPosition(0, 0, 0, 0), $"{modelName}: the spec has no 'model NAME' line");
         if (_inputPos is null)
             Error(Diagnostics.MissingInput, _modelPos ?? new SpecPosition(0, 0, 0, 0), $"{modelName}: the spec has no 'input CxHxW' line");
+        foreach (LayerSpec l in _layers)
+        {
+            if (_className is not null && Planning.Planner.ClassNameOf(l.Name) == _className)
+                Error(Diagnostics.ReservedName, l.Position, $"{l.Name}: its generated class {_className} would have the model's own name; rename the layer or the model");
+        }
         if (_layers.Count == 0)
             Error(Diagnostics.NoLayers, _modelPos ?? new SpecPosition(0, 0, 0, 0), $"{modelName}: the spec has no layers");
         return new ModelSpec(_path, modelName, _className ?? "UnnamedModel", _c, _h, _w,
@@ -208,6 +213,11 @@ internal sealed class SpecParser
             Error(Diagnostics.MissingModel, at, "'model' takes one C# identifier, the class to generate (e.g. model AlexNet2012)");
             return;
         }
+        if (t[1].Text == "ModelCatalog")
+        {
+            Error(Diagnostics.ReservedName, t[1].Pos, $"'{t[1].Text}' is the name of a generated type; choose another model name");
+            return;
+        }
         _className = t[1].Text;
     }
 
@@ -247,6 +257,11 @@ internal sealed class SpecParser
             if (!SplitKeyValue(t[i].Text, out string key, out string value) || (key != "mean" && key != "std") || t[i].Args is not null)
             {
                 Error(Diagnostics.UnknownKeyword, t[i].Pos, $"normalize: unknown argument '{t[i].Text}' (expected mean=... std=...)");
+                continue;
+            }
+            if ((key == "mean" && _mean.Length > 0) || (key == "std" && _std.Length > 0))
+            {
+                Error(Diagnostics.DuplicateArgument, t[i].Pos, $"normalize: '{key}' is given twice");
                 continue;
             }
             var list = new List<float>();
@@ -339,7 +354,7 @@ internal sealed class SpecParser
         }
         foreach (LayerSpec other in _layers)
         {
-            if (other.Name == name)
+            if (string.Equals(other.Name, name, StringComparison.OrdinalIgnoreCase))
             {
                 Error(Diagnostics.DuplicateLayer, nameTok.Pos, $"{name}: a layer of this name is already defined on line {other.Position.Line + 1}");
                 return;
@@ -531,10 +546,12 @@ internal sealed class SpecParser
             }
             else if (kindOp is OpKind.MaxPool or OpKind.AvgPool && a.Text == "ceil")
             {
+                if (named.ContainsKey("ceil_mode")) { Error(Diagnostics.DuplicateArgument, a.Pos, $"{layer}: {s}: 'ceil_mode' is given twice"); return null; }
                 named["ceil_mode"] = ("true", a.Pos);
             }
             else if (kindOp == OpKind.AvgPool && a.Text == "exclude_pad")
             {
+                if (named.ContainsKey("count_include_pad")) { Error(Diagnostics.DuplicateArgument, a.Pos, $"{layer}: {s}: 'count_include_pad' is given twice"); return null; }
                 named["count_include_pad"] = ("false", a.Pos);
             }
             else
@@ -590,6 +607,11 @@ internal sealed class SpecParser
     {
         if (!Unknown(layer, tok, named, "kernel", "stride", "padding", "ceil_mode", "count_include_pad") || TooMany(layer, tok, positional, 1, "kernel"))
             return null;
+        if (positional.Count == 1 && named.TryGetValue("kernel", out var both))
+        {
+            Error(Diagnostics.DuplicateArgument, both.Pos, $"{layer}: {tok.Text}: the kernel is given twice");
+            return null;
+        }
         string? kText = positional.Count == 1 ? positional[0].Text : named.TryGetValue("kernel", out var kv) ? kv.Value : null;
         SpecPosition kPos = positional.Count == 1 ? positional[0].Pos : tok.FullPos;
         if (kText is null) { Error(Diagnostics.MissingValue, tok.FullPos, $"{layer}: {tok.Text} needs a kernel size (e.g. {tok.Text}(3, s2))"); return null; }
@@ -620,7 +642,11 @@ internal sealed class SpecParser
         if (!Unknown(layer, tok, named, "size") || TooMany(layer, tok, positional, 2, "height, width"))
             return null;
         var texts = new List<(string Text, SpecPosition Pos)>(positional);
-        if (named.TryGetValue("size", out var sz)) texts.Add((sz.Value, sz.Pos));
+        if (named.TryGetValue("size", out var sz))
+        {
+            if (positional.Count > 0) { Error(Diagnostics.DuplicateArgument, sz.Pos, $"{layer}: adaptiveavgpool: the size is given twice"); return null; }
+            texts.Add((sz.Value, sz.Pos));
+        }
         if (texts.Count == 1 && texts[0].Text.IndexOf('x') > 0)
         {
             string[] hw = texts[0].Text.Split('x');
@@ -678,6 +704,11 @@ internal sealed class SpecParser
         if (!Unknown(layer, tok, named, "p") || TooMany(layer, tok, positional, 1, "p"))
             return null;
         float p = 0.5f;
+        if (positional.Count == 1 && named.TryGetValue("p", out var twice))
+        {
+            Error(Diagnostics.DuplicateArgument, twice.Pos, $"{layer}: dropout: p is given twice");
+            return null;
+        }
         (string Text, SpecPosition Pos)? arg = positional.Count == 1 ? positional[0] : named.TryGetValue("p", out var pv) ? (pv.Value, pv.Pos) : null;
         if (arg is { } av)
         {
@@ -743,7 +774,7 @@ internal sealed class SpecParser
 
     private static bool IsCheckpointPrefix(string s)
     {
-        if (s.Length == 0 || s.Length > 256 || s[0] == '.' || s[s.Length - 1] == '.') return false;
+        if (s.Length == 0 || s.Length > 256 || s[0] == '.' || s[s.Length - 1] == '.' || s.Contains("..")) return false;
         foreach (char c in s)
             if (!(c < 128 && (char.IsLetterOrDigit(c) || c == '_' || c == '.' || c == '-'))) return false;
         return true;

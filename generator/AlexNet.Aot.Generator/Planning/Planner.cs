@@ -13,9 +13,6 @@ internal static class Planner
     /// <summary>Columns of the widest im2col panel any ISA path uses (AVX-512: two 16-float vectors).</summary>
     public const int MaxPanelColumns = 32;
 
-    /// <summary>Rows of a packed weight panel (the GEMM micro-kernel's MR), the same on every ISA.</summary>
-    public const int PanelRows = 4;
-
     /// <summary>Alignment of every worker buffer, in floats (one cache line).</summary>
     public const int Align = 16;
 
@@ -97,7 +94,7 @@ internal static class Planner
                 int ow = (w + 2 * L.Padding - L.KernelW) / L.Stride + 1;
                 long k = (long)(c / L.Groups) * L.KernelH * L.KernelW;
                 long outSize = (long)L.Out * oh * ow;
-                long scratchSize = k * RoundUp((long)oh * ow, MaxPanelColumns);
+                long scratchSize = L.Groups * k * RoundUp((long)oh * ow, MaxPanelColumns);
                 if (outSize > MaxFloats || scratchSize > MaxFloats)
                 {
                     Error(Diagnostics.TooLarge, L.Position, $"{L.Name}: {L.Out}x{oh}x{ow} output or its {scratchSize}-float im2col buffer is too large for one arena");
@@ -235,7 +232,14 @@ internal static class Planner
         if (diags.Count == 0 && spec.Layers[spec.Layers.Count - 1].Kind != LayerKind.Dense)
         {
             LayerSpec last = spec.Layers[spec.Layers.Count - 1];
-            Error(Diagnostics.LastLayerNotDense, last.Position, $"{last.Name}: the last layer must be dense (it gives the class scores); the conv output {c}x{h}x{w} never reaches a dense layer");
+            Error(Diagnostics.ShapeDoesNotReachDense, last.Position, $"{last.Name}: the last layer must be dense (it gives the class scores); the conv output {c}x{h}x{w} never reaches a dense layer");
+        }
+        if (diags.Count == 0 && spec.Mean.Count > 1 && spec.Mean.Count != spec.InputC)
+            Error(Diagnostics.ValueOutOfRange, spec.Layers[0].Position, $"{spec.ModelName}: normalize gives {spec.Mean.Count} means for {spec.InputC} input channels (give one, or one per channel)");
+        if (diags.Count == 0 && spec.Labels.Count > 0 && spec.Labels.Count != spec.Layers[spec.Layers.Count - 1].Out)
+        {
+            LayerSpec last = spec.Layers[spec.Layers.Count - 1];
+            Error(Diagnostics.ValueOutOfRange, last.Position, $"{last.Name}: labels names {spec.Labels.Count} classes but the last layer has {last.Out} outputs");
         }
         if (diags.Count > 0)
             return new ModelPlan(spec, EquatableArray<LayerPlan>.Empty, 0, 0, 0, false, diags.ToEquatable());
