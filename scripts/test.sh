@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (and CI's): install what is missing, build the solution, run every xunit test,
-# publish the NativeAOT CLI (failing on any trim/AOT warning), then run each published binary this
-# CPU can run on the tv-mini fixture against PyTorch's logits. Exits non-zero on any failure.
+# publish the NativeAOT CLI (failing on any trim/AOT warning), run each published binary this CPU
+# can run on the tv-mini fixture against PyTorch's logits, and rerun the CLI tests against the
+# native launcher. Exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ALEXNET_ROOT"
@@ -51,6 +52,10 @@ for level in x86-64-v4 x86-64-v3 x86-64-v2 armv8-a; do
         --input "$work/tv-mini.input.f32" --batch 4 \
         --oracle "$fixtures/tv-mini/tv-mini.oracle.safetensors" --tensor logits_eval --tolerance 1e-4
 done
+
+alexnet_step "end to end: the CLI tests against the NativeAOT launcher"
+ALEXNET_CLI="$launcher" dotnet test tests/AlexNet.Aot.Tests/AlexNet.Aot.Tests.csproj -c Release --no-build --nologo \
+    --filter "FullyQualifiedName~AlexNet.Aot.Tests.CliTests" --logger "console;verbosity=minimal"
 
 echo
 echo "test.sh: all steps passed"

@@ -24,6 +24,72 @@ public sealed record ParameterInfo(string Key, int[] Shape, bool Optional = fals
     public string ShapeText => "[" + string.Join(", ", Shape) + "]";
 }
 
+/// <summary>What an <see cref="OperationInfo"/> computes.</summary>
+public enum OperationKind
+{
+    /// <summary>Convolution (PyTorch Conv2d, ONNX Conv).</summary>
+    Conv,
+    /// <summary>Fully connected (PyTorch Linear, ONNX Gemm with transB=1), after an implicit flatten.</summary>
+    Dense,
+    /// <summary>max(x, 0).</summary>
+    Relu,
+    /// <summary>Local response normalization across channels (PyTorch LocalResponseNorm, ONNX LRN).</summary>
+    Lrn,
+    /// <summary>Max pooling.</summary>
+    MaxPool,
+    /// <summary>Average pooling.</summary>
+    AvgPool,
+    /// <summary>Adaptive average pooling to a fixed output size.</summary>
+    AdaptiveAvgPool,
+    /// <summary>Batch normalization (inference: running statistics).</summary>
+    BatchNorm,
+    /// <summary>Dropout (the identity at inference).</summary>
+    Dropout,
+    /// <summary>Flatten (a no-op on NCHW data).</summary>
+    Flatten,
+    /// <summary>Softmax over the classes.</summary>
+    Softmax,
+}
+
+/// <summary>One operation of a layer line with every argument resolved (defaults applied), and its output shape.</summary>
+public sealed record OperationInfo(OperationKind Kind, int[] OutputShape)
+{
+    /// <summary>Output channels or features (conv, dense).</summary>
+    public int Out { get; init; }
+    /// <summary>Kernel height (conv, pools).</summary>
+    public int KernelH { get; init; }
+    /// <summary>Kernel width (conv, pools).</summary>
+    public int KernelW { get; init; }
+    /// <summary>Stride (conv, pools).</summary>
+    public int Stride { get; init; }
+    /// <summary>Zero padding on every side (conv, pools).</summary>
+    public int Padding { get; init; }
+    /// <summary>Convolution groups.</summary>
+    public int Groups { get; init; } = 1;
+    /// <summary>Whether the conv or dense layer has a bias.</summary>
+    public bool Bias { get; init; } = true;
+    /// <summary>Pooling ceil mode.</summary>
+    public bool CeilMode { get; init; }
+    /// <summary>Average pooling divides by the window including padding.</summary>
+    public bool CountIncludePad { get; init; } = true;
+    /// <summary>LRN size.</summary>
+    public int Size { get; init; }
+    /// <summary>LRN alpha (divided by size in the formula, as PyTorch and ONNX).</summary>
+    public float Alpha { get; init; }
+    /// <summary>LRN beta.</summary>
+    public float Beta { get; init; }
+    /// <summary>LRN k (ONNX bias).</summary>
+    public float K { get; init; }
+    /// <summary>Batch norm epsilon.</summary>
+    public float Eps { get; init; }
+    /// <summary>Batch norm momentum (training).</summary>
+    public float Momentum { get; init; }
+    /// <summary>Dropout probability.</summary>
+    public float P { get; init; }
+    /// <summary>The checkpoint prefix of the operation's parameters (conv, dense, batch norm).</summary>
+    public string CheckpointPrefix { get; init; } = "";
+}
+
 /// <summary>One spec line: a convolution or dense layer with the operations that follow it.</summary>
 /// <param name="Name">The layer's name in the spec (e.g. <c>conv1</c>).</param>
 /// <param name="Kind"><c>conv</c> or <c>dense</c>.</param>
@@ -41,6 +107,9 @@ public sealed record LayerInfo(
     long MultiplyAdds,
     int SpecLine)
 {
+    /// <summary>The line's operations with their arguments resolved, in order (the conv or dense first).</summary>
+    public OperationInfo[] Ops { get; init; } = Array.Empty<OperationInfo>();
+
     /// <summary>The number of trainable parameters (running statistics excluded).</summary>
     public long ParameterCount
     {
@@ -105,10 +174,10 @@ public sealed record ModelInfo(
 /// <summary>A model compiled into an assembly: its description and a factory for sessions.</summary>
 public sealed class ModelEntry
 {
-    private readonly Func<IWeightSource, int, int, Network> _create;
+    private readonly Func<IWeightSource, NetworkOptions, Network> _create;
 
     /// <summary>Creates an entry (called by generated code).</summary>
-    public ModelEntry(ModelInfo info, Func<IWeightSource, int, int, Network> create)
+    public ModelEntry(ModelInfo info, Func<IWeightSource, NetworkOptions, Network> create)
     {
         Info = info;
         _create = create;
@@ -122,5 +191,9 @@ public sealed class ModelEntry
 
     /// <summary>Binds and packs the weights and plans the arena for up to <paramref name="maxBatch"/> images,
     /// on <paramref name="threads"/> threads (0: one per processor).</summary>
-    public Network Create(IWeightSource weights, int maxBatch = 1, int threads = 0) => _create(weights, maxBatch, threads);
+    public Network Create(IWeightSource weights, int maxBatch = 1, int threads = 0) =>
+        _create(weights, new NetworkOptions { MaxBatch = maxBatch, Threads = threads });
+
+    /// <summary>Binds and packs the weights for a session with the given options.</summary>
+    public Network Create(IWeightSource weights, NetworkOptions options) => _create(weights, options ?? new NetworkOptions());
 }

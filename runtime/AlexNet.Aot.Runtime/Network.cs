@@ -24,10 +24,12 @@ public abstract unsafe class Network : IDisposable, IParallelBody
 
     /// <summary>Creates the session's arena and thread team (called by generated code).</summary>
     /// <param name="info">The model.</param>
-    /// <param name="maxBatch">The largest batch <see cref="Forward"/> will get.</param>
-    /// <param name="threads">Threads to use, the caller's included; 0 for one per processor.</param>
-    protected Network(ModelInfo info, int maxBatch, int threads)
+    /// <param name="options">Largest batch, threads (0: one per processor), dense weight precision.</param>
+    protected Network(ModelInfo info, NetworkOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        int maxBatch = options.MaxBatch, threads = options.Threads;
+        Options = options;
         if (maxBatch < 1 || maxBatch > MaxSupportedBatch)
             throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, $"maxBatch must be between 1 and {MaxSupportedBatch}.");
         if (threads < 0 || threads > 256)
@@ -45,6 +47,9 @@ public abstract unsafe class Network : IDisposable, IParallelBody
 
     /// <summary>What the generator decided about this model.</summary>
     public ModelInfo Info { get; }
+
+    /// <summary>The options this session was made with.</summary>
+    public NetworkOptions Options { get; }
 
     /// <summary>The largest batch this session accepts.</summary>
     public int MaxBatch { get; }

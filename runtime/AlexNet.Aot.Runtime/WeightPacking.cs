@@ -67,6 +67,20 @@ public static class WeightPacking
         }
     }
 
+    /// <summary>float32 to bfloat16 bits, rounding to nearest even (NaN stays NaN).</summary>
+    public static ushort[] ToBFloat16(ReadOnlySpan<float> values)
+    {
+        var r = new ushort[values.Length];
+        for (int i = 0; i < values.Length; i++)
+        {
+            uint bits = BitConverter.SingleToUInt32Bits(values[i]);
+            if ((bits & 0x7FFFFFFF) > 0x7F800000) { r[i] = (ushort)((bits >> 16) | 0x40); continue; }
+            uint rounding = 0x7FFF + ((bits >> 16) & 1);
+            r[i] = (ushort)((bits + rounding) >> 16);
+        }
+        return r;
+    }
+
     /// <summary>A copy of <paramref name="source"/>, or zeros of <paramref name="length"/> when it is null (a layer without bias).</summary>
     public static float[] CopyOrZeros(float[]? source, int length)
     {

@@ -74,11 +74,20 @@ internal static class Emitter
                 EmitMetadata(w, plan);
                 w.Line();
                 w.Line("/// <summary>This model's catalog entry.</summary>");
-                w.Line("public static global::AlexNet.Aot.ModelEntry Entry { get; } = new global::AlexNet.Aot.ModelEntry(Metadata, static (weights, maxBatch, threads) => Create(weights, maxBatch, threads));");
+                w.Line("public static global::AlexNet.Aot.ModelEntry Entry { get; } = new global::AlexNet.Aot.ModelEntry(Metadata, static (weights, options) => Create(weights, options));");
                 w.Line();
                 foreach (LayerPlan l in plan.Layers)
                 {
-                    w.Line($"private readonly float[] {Field(l, "Weights")}, {Field(l, "Bias")};");
+                    if (!l.IsConv)
+                    {
+                        w.Line($"private readonly float[]? {Field(l, "Weights")};");
+                        w.Line($"private readonly ushort[]? {Field(l, "WeightsBf16")};");
+                        w.Line($"private readonly float[] {Field(l, "Bias")};");
+                    }
+                    else
+                    {
+                        w.Line($"private readonly float[] {Field(l, "Weights")}, {Field(l, "Bias")};");
+                    }
                     foreach (int j in LayerEmitter.AffineSteps(l))
                         w.Line($"private readonly float[] {Field(l, "Scale" + j)}, {Field(l, "Shift" + j)};");
                 }
@@ -86,7 +95,12 @@ internal static class Emitter
                 w.Line("/// <summary>Binds and packs <paramref name=\"weights\"/> (every shape checked) and plans the arena for up to <paramref name=\"maxBatch\"/> images");
                 w.Line("/// on <paramref name=\"threads\"/> threads (0: one per processor).</summary>");
                 w.Line("/// <exception cref=\"global::AlexNet.Aot.WeightsException\">A tensor is missing or has the wrong shape; the message lists them all.</exception>");
-                w.Line($"public static {spec.ClassName} Create(global::AlexNet.Aot.IWeightSource weights, int maxBatch = 1, int threads = 0) => new {spec.ClassName}(weights, maxBatch, threads);");
+                w.Line($"public static {spec.ClassName} Create(global::AlexNet.Aot.IWeightSource weights, int maxBatch = 1, int threads = 0) =>");
+                w.Line($"    new {spec.ClassName}(weights, new global::AlexNet.Aot.NetworkOptions {{ MaxBatch = maxBatch, Threads = threads }});");
+                w.Line();
+                w.Line("/// <summary>Binds and packs <paramref name=\"weights\"/> for a session with the given options (batch, threads, dense weight precision).</summary>");
+                w.Line("/// <exception cref=\"global::AlexNet.Aot.WeightsException\">A tensor is missing or has the wrong shape; the message lists them all.</exception>");
+                w.Line($"public static {spec.ClassName} Create(global::AlexNet.Aot.IWeightSource weights, global::AlexNet.Aot.NetworkOptions options) => new {spec.ClassName}(weights, options);");
                 w.Line();
                 EmitConstructor(w, plan);
                 w.Line();
@@ -126,7 +140,17 @@ internal static class Emitter
                 w.Line($"new global::AlexNet.Aot.ParameterInfo({S(p.Key)}, {IntArray(p.Shape)}{(p.Optional ? ", Optional: true" : "")}),");
             w.Dedent();
             w.Line("},");
-            w.Line($"{L(l.MultiplyAdds)}, {I(l.Spec.Position.Line + 1)}),");
+            w.Line($"{L(l.MultiplyAdds)}, {I(l.Spec.Position.Line + 1)})");
+            w.Line("{");
+            w.Indent();
+            w.Line("Ops = new global::AlexNet.Aot.OperationInfo[]");
+            w.Line("{");
+            w.Indent();
+            foreach (string op in OperationInfos(l)) w.Line(op + ",");
+            w.Dedent();
+            w.Line("},");
+            w.Dedent();
+            w.Line("},");
             w.Dedent();
         }
         w.Dedent();
@@ -145,10 +169,52 @@ internal static class Emitter
         w.Line("};");
     }
 
+    /// <summary>The line's operations as <c>new OperationInfo(...) { ... }</c> expressions, output shapes included.</summary>
+    private static IEnumerable<string> OperationInfos(LayerPlan l)
+    {
+        const string T = "global::AlexNet.Aot.OperationInfo";
+        const string K = "global::AlexNet.Aot.OperationKind.";
+        LayerSpec s = l.Spec;
+        int c = l.OutC, h = l.OutH, w = l.OutW;
+        string Shape() => l.IsConv ? IntArray(new[] { c, h, w }) : IntArray(new[] { c });
+        yield return l.IsConv
+            ? $"new {T}({K}Conv, {Shape()}) {{ Out = {I(s.Out)}, KernelH = {I(s.KernelH)}, KernelW = {I(s.KernelW)}, Stride = {I(s.Stride)}, Padding = {I(s.Padding)}, Groups = {I(s.Groups)}, Bias = {(s.Bias ? "true" : "false")}, CheckpointPrefix = {S(s.CheckpointPrefix)} }}"
+            : $"new {T}({K}Dense, {Shape()}) {{ Out = {I(s.Out)}, Bias = {(s.Bias ? "true" : "false")}, CheckpointPrefix = {S(s.CheckpointPrefix)} }}";
+        foreach (OpSpec op in s.Ops)
+        {
+            switch (op.Kind)
+            {
+                case OpKind.MaxPool:
+                case OpKind.AvgPool:
+                    h = Planner.PoolOut(h, op);
+                    w = Planner.PoolOut(w, op);
+                    yield return $"new {T}({K}{op.Kind}, {Shape()}) {{ KernelH = {I(op.Kernel)}, KernelW = {I(op.Kernel)}, Stride = {I(op.Stride)}, Padding = {I(op.Padding)}, CeilMode = {(op.CeilMode ? "true" : "false")}, CountIncludePad = {(op.CountIncludePad ? "true" : "false")} }}";
+                    break;
+                case OpKind.AdaptiveAvgPool:
+                    h = op.OutH;
+                    w = op.OutW;
+                    yield return $"new {T}({K}AdaptiveAvgPool, {Shape()})";
+                    break;
+                case OpKind.Lrn:
+                    yield return $"new {T}({K}Lrn, {Shape()}) {{ Size = {I(op.Size)}, Alpha = {F(op.Alpha)}, Beta = {F(op.Beta)}, K = {F(op.K)} }}";
+                    break;
+                case OpKind.BatchNorm:
+                    yield return $"new {T}({K}BatchNorm, {Shape()}) {{ Eps = {F(op.Eps)}, Momentum = {F(op.Momentum)}, CheckpointPrefix = {S(op.CheckpointPrefix)} }}";
+                    break;
+                case OpKind.Dropout:
+                    yield return $"new {T}({K}Dropout, {Shape()}) {{ P = {F(op.P)} }}";
+                    break;
+                default:
+                    yield return $"new {T}({K}{op.Kind}, {Shape()})";
+                    break;
+            }
+        }
+    }
+
     private static void EmitConstructor(SourceWriter w, ModelPlan plan)
     {
         ModelSpec spec = plan.Spec;
-        using (w.Block($"private {spec.ClassName}(global::AlexNet.Aot.IWeightSource weights, int maxBatch, int threads) : base(Metadata, maxBatch, threads)"))
+        using (w.Block($"private {spec.ClassName}(global::AlexNet.Aot.IWeightSource weights, global::AlexNet.Aot.NetworkOptions options) : base(Metadata, options)"))
         {
             w.Line("var binder = new global::AlexNet.Aot.WeightBinder(weights, Metadata);");
             w.Line("global::AlexNet.Aot.LayerInfo[] layers = Metadata.Layers;");
@@ -178,7 +244,10 @@ internal static class Emitter
                 if (l.IsConv)
                     w.Line($"{Field(l, "Weights")} = {l.ClassName}.PackWeights({l.Spec.Name}W);");
                 else
-                    w.Line($"{Field(l, "Weights")} = {l.Spec.Name}W;");
+                {
+                    w.Line($"if (options.DenseWeights == global::AlexNet.Aot.WeightPrecision.BFloat16) {Field(l, "WeightsBf16")} = global::AlexNet.Aot.WeightPacking.ToBFloat16({l.Spec.Name}W);");
+                    w.Line($"else {Field(l, "Weights")} = {l.Spec.Name}W;");
+                }
                 w.Line($"{Field(l, "Bias")} = {l.Spec.Name}B;");
                 foreach (int j in LayerEmitter.AffineSteps(l))
                 {
@@ -255,7 +324,8 @@ internal static class Emitter
                     _ => $"Unsafe.Add(ref dense, {I(d.In.Offset)} * maxBatch)",
                 };
                 string outRef = d.Out.Region == Region.Output ? "y" : $"Unsafe.Add(ref dense, {I(d.Out.Offset)} * maxBatch)";
-                w.Line($"{l.ClassName}.Forward(ref {inRef}, ref {outRef}, batch, {Args(l)}, worker, workers);");
+                w.Line($"if ({Field(l, "WeightsBf16")} is null) {l.ClassName}.Forward(ref {inRef}, ref {outRef}, batch, {Args(l).Replace(Field(l, "Weights") + ",", Field(l, "Weights") + "!,")}, worker, workers);");
+                w.Line($"else {l.ClassName}.ForwardBf16(ref {inRef}, ref {outRef}, batch, {Args(l).Replace(Field(l, "Weights") + ",", Field(l, "WeightsBf16") + ",")}, worker, workers);");
                 w.Line("if (workers > 1) team!.Barrier();");
                 w.Line($"if (profile) t0 = Tick(ticks, {I(l.Index)}, t0);");
             }

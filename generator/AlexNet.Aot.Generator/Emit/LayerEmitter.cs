@@ -422,18 +422,27 @@ internal static class LayerEmitter
         {
             w.Line($"public const int In = {I(inF)}, Out = {I(outF)};");
             w.Line();
-            Summary(w, "Runs the line for a batch (input [batch, In], output [batch, Out]), this worker's rows.");
-            using (w.Block($"public static void Forward(ref float input, ref float output, int batch, {ParamList(L)}, int part, int parts)"))
+            foreach (bool bf16 in new[] { false, true })
             {
-                w.Line("ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
-                w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
-                Share(w, "blockLo", "blockHi", I(outF / 4));
-                w.Line($"int o0 = blockLo * 4, o1 = part == parts - 1 ? Out : blockHi * 4;");
-                w.Line("// " + StepComment(L, L.Steps[0], 0));
-                Ladder(w, isa => $"Dense{isa.Suffix}(ref input, ref output, batch, ref w, ref b, o0, o1);");
-                EmitSteps(w, L, 1);
+                if (bf16) w.Line();
+                Summary(w, bf16
+                    ? "Runs the line for a batch with bfloat16 weights (float32 accumulation), this worker's rows."
+                    : "Runs the line for a batch (input [batch, In], output [batch, Out]), this worker's rows.");
+                string list = ParamList(L).Replace("float[] weights", bf16 ? "ushort[] weights" : "float[] weights");
+                using (w.Block($"public static void Forward{(bf16 ? "Bf16" : "")}(ref float input, ref float output, int batch, {list}, int part, int parts)"))
+                {
+                    w.Line(bf16 ? "ref ushort w = ref MemoryMarshal.GetArrayDataReference(weights);" : "ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
+                    w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
+                    Share(w, "blockLo", "blockHi", I(outF / 4));
+                    w.Line($"int o0 = blockLo * 4, o1 = part == parts - 1 ? Out : blockHi * 4;");
+                    w.Line("// " + StepComment(L, L.Steps[0], 0));
+                    string k = bf16 ? "DenseBf16" : "Dense";
+                    Ladder(w, isa => $"{k}{isa.Suffix}(ref input, ref output, batch, ref w, ref b, o0, o1);");
+                    EmitSteps(w, L, 1);
+                }
             }
             foreach (IsaPath isa in IsaPath.Ladder) { w.Line(); EmitDenseKernel(w, L, isa); }
+            foreach (IsaPath isa in IsaPath.Ladder) { w.Line(); EmitDenseBf16Kernel(w, L, isa); }
             EmitStepKernels(w, L);
         }
     }
@@ -509,6 +518,63 @@ internal static class LayerEmitter
                     }
                     w.Line($"r0 += Unsafe.Add(ref bias, o);{relu("r0")}");
                     w.Line("Unsafe.Add(ref y, n * Out + o) = r0;");
+                }
+            }
+        }
+    }
+
+    private static void EmitDenseBf16Kernel(SourceWriter w, LayerPlan L, IsaPath isa)
+    {
+        int inF = L.GemmK;
+        string V = isa.Vector;
+        int step = isa.IsScalar ? 1 : 2 * isa.Lanes; // one vector of ushort widens to two of float
+        int vecEnd = isa.IsScalar ? 0 : inF / step * step;
+        Summary(w,
+            $"Dense product of rows [o0, o1) with bfloat16 weights on the {X(isa.Description)} path: each weight widens to float32",
+            "by a 16-bit shift (exact), products accumulate in float32; blocks of four rows, then single rows.");
+        using (w.Block($"private static void DenseBf16{isa.Suffix}(ref float x, ref float y, int batch, ref ushort w, ref float bias, int o0, int o1)"))
+        {
+            string relu(string v) => L.FuseRelu ? $" if ({v} < 0f) {v} = 0f;" : "";
+            for (int rows = 4; rows >= 1; rows -= 3)
+            {
+                using (w.Block(rows == 4 ? "for (int o = o0; o + 4 <= o1; o += 4)" : "for (int o = o0 + (o1 - o0) / 4 * 4; o < o1; o++)"))
+                {
+                    for (int r = 0; r < rows; r++)
+                        w.Line($"ref ushort w{r} = ref Unsafe.Add(ref w, (o + {r}) * In);");
+                    using (w.Block("for (int n = 0; n < batch; n++)"))
+                    {
+                        w.Line("ref float xn = ref Unsafe.Add(ref x, n * In);");
+                        if (!isa.IsScalar)
+                        {
+                            for (int r = 0; r < rows; r++) w.Line($"{V}<float> s{r} = {V}<float>.Zero;");
+                            using (w.Block($"for (int i = 0; i < {vecEnd}; i += {step})"))
+                            {
+                                w.Line($"{V}<float> x0 = {V}.LoadUnsafe(ref xn, (nuint)i), x1 = {V}.LoadUnsafe(ref xn, (nuint)(i + {isa.Lanes}));");
+                                for (int r = 0; r < rows; r++)
+                                {
+                                    w.Line($"({V}<uint> lo{r}, {V}<uint> hi{r}) = {V}.Widen({V}.LoadUnsafe(ref w{r}, (nuint)i));");
+                                    w.Line($"s{r} = {V}.MultiplyAddEstimate({V}.ShiftLeft(lo{r}, 16).AsSingle(), x0, s{r});");
+                                    w.Line($"s{r} = {V}.MultiplyAddEstimate({V}.ShiftLeft(hi{r}, 16).AsSingle(), x1, s{r});");
+                                }
+                            }
+                            for (int r = 0; r < rows; r++) w.Line($"float r{r} = {V}.Sum(s{r});");
+                        }
+                        else
+                        {
+                            for (int r = 0; r < rows; r++) w.Line($"float r{r} = 0f;");
+                        }
+                        if (vecEnd < inF)
+                        {
+                            using (w.Block($"for (int i = {vecEnd}; i < In; i++)"))
+                            {
+                                w.Line("float xi = Unsafe.Add(ref xn, i);");
+                                for (int r = 0; r < rows; r++)
+                                    w.Line($"r{r} += BitConverter.Int32BitsToSingle(Unsafe.Add(ref w{r}, i) << 16) * xi;");
+                            }
+                        }
+                        for (int r = 0; r < rows; r++)
+                            w.Line($"r{r} += Unsafe.Add(ref bias, o + {r});{relu("r" + r)} Unsafe.Add(ref y, n * Out + o + {r}) = r{r};");
+                    }
                 }
             }
         }

@@ -1,0 +1,64 @@
+using System;
+using System.Runtime.InteropServices;
+using AlexNet.Aot.Models;
+using BenchmarkDotNet.Attributes;
+
+namespace AlexNet.Aot.Bench;
+
+/// <summary>
+/// Each generated layer line of alexnet-torchvision alone, one image on one thread: the kernels themselves
+/// (im2col + GEMM + fused epilogue + pooling; dense product), with the same packed weights a session uses.
+/// Multiply-adds per call are in <see cref="LayerInfo.MultiplyAdds"/> (GFLOP/s = 2 * MACs / time).
+/// </summary>
+[MemoryDiagnoser]
+public class LayerBenchmarks
+{
+    private float[] _arena = null!, _input = null!, _output = null!, _w = null!, _b = null!;
+
+    [Params("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")]
+    public string Layer { get; set; } = "conv1";
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        ModelInfo info = AlexNetTorchvision.Metadata;
+        var weights = new GeneratedWeights(info);
+        LayerInfo layer = Array.Find(info.Layers, l => l.Name == Layer) ?? throw new ArgumentException(Layer);
+        weights.TryGet(layer.Parameters[0].Key, out LoadedTensor w);
+        weights.TryGet(layer.Parameters[1].Key, out LoadedTensor b);
+        _b = b.Data;
+        _arena = new float[AlexNetTorchvision.WorkerFloats];
+        _output = new float[64 * 9216];
+        _input = new float[Math.Max(3 * 224 * 224, 9216)];
+        var rng = new Random(7);
+        for (int i = 0; i < _input.Length; i++) _input[i] = (float)rng.NextDouble();
+        _w = Layer switch
+        {
+            "conv1" => AlexNetTorchvision.Conv1Layer.PackWeights(w.Data),
+            "conv2" => AlexNetTorchvision.Conv2Layer.PackWeights(w.Data),
+            "conv3" => AlexNetTorchvision.Conv3Layer.PackWeights(w.Data),
+            "conv4" => AlexNetTorchvision.Conv4Layer.PackWeights(w.Data),
+            "conv5" => AlexNetTorchvision.Conv5Layer.PackWeights(w.Data),
+            _ => w.Data,
+        };
+    }
+
+    [Benchmark]
+    public void Run()
+    {
+        ref float arena = ref MemoryMarshal.GetArrayDataReference(_arena);
+        ref float input = ref MemoryMarshal.GetArrayDataReference(_input);
+        ref float output = ref MemoryMarshal.GetArrayDataReference(_output);
+        switch (Layer)
+        {
+            case "conv1": AlexNetTorchvision.Conv1Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv2": AlexNetTorchvision.Conv2Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv3": AlexNetTorchvision.Conv3Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv4": AlexNetTorchvision.Conv4Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv5": AlexNetTorchvision.Conv5Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "fc6": AlexNetTorchvision.Fc6Layer.Forward(ref input, ref output, 1, _w, _b, 0, 1); break;
+            case "fc7": AlexNetTorchvision.Fc7Layer.Forward(ref input, ref output, 1, _w, _b, 0, 1); break;
+            default: AlexNetTorchvision.Fc8Layer.Forward(ref input, ref output, 1, _w, _b, 0, 1); break;
+        }
+    }
+}
