@@ -14,6 +14,7 @@ internal static class Program
         ClassifyCommand.Spec,
         CompareCommand.Spec,
         MakeInputCommand.Spec,
+        BenchCommand.Spec,
     };
 
     public static int Main(string[] args)

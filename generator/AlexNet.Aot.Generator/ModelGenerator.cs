@@ -54,7 +54,7 @@ public sealed class ModelGenerator : IIncrementalGenerator
         // The names of every model: two specs may not share a model name (file name) or class name.
         IncrementalValueProvider<(ImmutableArray<CatalogItem> Left, string Right)> catalog = plans
             .Where(static p => !p.HasErrors)
-            .Select(static (p, _) => new CatalogItem(p.Spec.ModelName, p.Spec.ClassName, p.Spec.FilePath))
+            .Select(static (p, _) => new CatalogItem(p.Spec.ModelName, p.Spec.ClassName, p.Spec.FilePath, p.Spec.ModelPosition))
             .Collect()
             .Combine(ns)
             .WithTrackingName(TrackingNames.Catalog);
@@ -78,7 +78,7 @@ public sealed class ModelGenerator : IIncrementalGenerator
             foreach (CatalogItem d in input.Right)
             {
                 rejected.Add(d.FilePath);
-                spc.ReportDiagnostic(ToDiagnostic(new SpecDiagnostic(Diagnostics.DuplicateModel, d.FilePath, new SpecPosition(0, 0, 0, 0),
+                spc.ReportDiagnostic(ToDiagnostic(new SpecDiagnostic(Diagnostics.DuplicateModel, d.FilePath, d.Position,
                     $"{d.ModelName}: another spec already defines model name '{d.ModelName}' or class '{d.ClassName}'")));
             }
             var models = new List<(string, string)>();
@@ -145,5 +145,5 @@ public sealed class ModelGenerator : IIncrementalGenerator
     }
 
     /// <summary>A model's entry in the catalog step (cacheable: strings only).</summary>
-    internal sealed record CatalogItem(string ModelName, string ClassName, string FilePath);
+    internal sealed record CatalogItem(string ModelName, string ClassName, string FilePath, SpecPosition Position);
 }

@@ -258,11 +258,12 @@ internal static class Emitter
         }
     }
 
+    /// <summary>A local for a bound tensor, by layer and parameter index (checkpoint keys may map to the same identifier).</summary>
     private static string Local(LayerPlan l, ParamPlan p)
     {
-        var sb = new System.Text.StringBuilder("p_");
-        foreach (char c in p.Key) sb.Append(char.IsLetterOrDigit(c) ? c : '_');
-        return sb.ToString();
+        for (int i = 0; i < l.Parameters.Count; i++)
+            if (l.Parameters[i].Key == p.Key) return "p" + I(l.Index) + "_" + I(i);
+        return "p" + I(l.Index) + "_x";
     }
 
     private static string BnLocal(LayerPlan l, string prefix, string leaf)

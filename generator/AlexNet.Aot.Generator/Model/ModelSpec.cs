@@ -62,6 +62,7 @@ internal sealed record ModelSpec(
     string FilePath,
     string ModelName,
     string ClassName,
+    SpecPosition ModelPosition,
     int InputC,
     int InputH,
     int InputW,

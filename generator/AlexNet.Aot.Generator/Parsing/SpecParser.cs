@@ -17,6 +17,7 @@ internal sealed class SpecParser
     private readonly List<SpecDiagnostic> _diagnostics = new();
     private readonly List<LayerSpec> _layers = new();
     private readonly List<RecipeEntry> _recipe = new();
+    private readonly Dictionary<string, int> _layerLines = new(StringComparer.OrdinalIgnoreCase);
     private string? _className;
     private int _c, _h, _w;
     private SpecPosition? _inputPos, _modelPos, _normalizePos, _labelsPos;
@@ -66,7 +67,7 @@ internal sealed class SpecParser
         }
         if (_layers.Count == 0)
             Error(Diagnostics.NoLayers, _modelPos ?? new SpecPosition(0, 0, 0, 0), $"{modelName}: the spec has no layers");
-        return new ModelSpec(_path, modelName, _className ?? "UnnamedModel", _c, _h, _w,
+        return new ModelSpec(_path, modelName, _className ?? "UnnamedModel", _modelPos ?? new SpecPosition(0, 0, 0, 0), _c, _h, _w,
             _mean.ToEquatable(), _std.ToEquatable(), _labels.ToEquatable(), _layers.ToEquatable(), _recipe.ToEquatable(), _diagnostics.ToEquatable());
     }
 
@@ -92,7 +93,7 @@ internal sealed class SpecParser
         {
             int end = _text.IndexOf('\n', offset);
             if (end < 0) end = _text.Length;
-            string raw = _text.Substring(offset, end - offset).TrimEnd('\r');
+            string raw = _text.Substring(offset, end - offset).TrimEnd('\r').Replace('\r', ' ').Replace('\u0085', ' ').Replace('\u2028', ' ').Replace('\u2029', ' '); // C# ends a line at each: keep them out of generated comments
             int hash = raw.IndexOf('#');
             string content = hash >= 0 ? raw.Substring(0, hash) : raw;
             List<Token>? tokens = Tokenize(content, line, offset);
@@ -107,6 +108,11 @@ internal sealed class SpecParser
     private List<Token>? Tokenize(string s, int line, int lineOffset)
     {
         var tokens = new List<Token>();
+        // Messages name the line's layer (its first word) or directive.
+        string trimmedLine = s.TrimStart();
+        int wordEnd = 0;
+        while (wordEnd < trimmedLine.Length && !char.IsWhiteSpace(trimmedLine[wordEnd]) && trimmedLine[wordEnd] != '(' && trimmedLine[wordEnd] != ')' && trimmedLine[wordEnd] != ',') wordEnd++;
+        string who = wordEnd > 0 ? trimmedLine.Substring(0, wordEnd) + ": " : "";
         int i = 0;
         while (i < s.Length)
         {
@@ -114,7 +120,7 @@ internal sealed class SpecParser
             int start = i;
             if (s[i] == '(' || s[i] == ')' || s[i] == ',')
             {
-                Error(Diagnostics.Syntax, Pos(line, lineOffset, i, 1), $"unexpected '{s[i]}' (arguments follow an operation name, as in maxpool(3, s2))");
+                Error(Diagnostics.Syntax, Pos(line, lineOffset, i, 1), $"{who}unexpected '{s[i]}' (arguments follow an operation name, as in maxpool(3, s2))");
                 return null;
             }
             while (i < s.Length && !char.IsWhiteSpace(s[i]) && s[i] != '(' && s[i] != ')') i++;
@@ -123,7 +129,7 @@ internal sealed class SpecParser
             while (j < s.Length && (s[j] == ' ' || s[j] == '\t')) j++;
             if (j < s.Length && s[j] == ')')
             {
-                Error(Diagnostics.Syntax, Pos(line, lineOffset, j, 1), $"unexpected ')' after '{t.Text}'");
+                Error(Diagnostics.Syntax, Pos(line, lineOffset, j, 1), $"{who}unexpected ')' after '{t.Text}'");
                 return null;
             }
             if (j < s.Length && s[j] == '(')
@@ -132,7 +138,7 @@ internal sealed class SpecParser
                 int nested = s.IndexOf('(', j + 1);
                 if (close < 0 || (nested >= 0 && nested < close))
                 {
-                    Error(Diagnostics.Syntax, Pos(line, lineOffset, j, 1), $"'{t.Text}(' has no matching ')'");
+                    Error(Diagnostics.Syntax, Pos(line, lineOffset, j, 1), $"{who}'{t.Text}(' has no matching ')'");
                     return null;
                 }
                 t.Args = new List<(string, SpecPosition)>();
@@ -146,7 +152,7 @@ internal sealed class SpecParser
                     string trimmed = arg.Trim();
                     if (trimmed.Length == 0 && !(argEnd == close && t.Args.Count == 0))
                     {
-                        Error(Diagnostics.Syntax, Pos(line, lineOffset, a, Math.Max(1, argEnd - a)), $"empty argument in '{t.Text}(...)'");
+                        Error(Diagnostics.Syntax, Pos(line, lineOffset, a, Math.Max(1, argEnd - a)), $"{who}empty argument in '{t.Text}(...)'");
                         return null;
                     }
                     if (trimmed.Length > 0)
@@ -213,7 +219,7 @@ internal sealed class SpecParser
             Error(Diagnostics.MissingModel, at, "'model' takes one C# identifier, the class to generate (e.g. model AlexNet2012)");
             return;
         }
-        if (t[1].Text == "ModelCatalog")
+        if (ReservedClassNames.Contains(t[1].Text))
         {
             Error(Diagnostics.ReservedName, t[1].Pos, $"'{t[1].Text}' is the name of a generated type; choose another model name");
             return;
@@ -352,14 +358,12 @@ internal sealed class SpecParser
             Error(Diagnostics.Syntax, nameTok.Pos, $"'{name}' is not a layer name (letters, digits and '_', starting with a letter)");
             return;
         }
-        foreach (LayerSpec other in _layers)
+        if (_layerLines.TryGetValue(name, out int firstLine))
         {
-            if (string.Equals(other.Name, name, StringComparison.OrdinalIgnoreCase))
-            {
-                Error(Diagnostics.DuplicateLayer, nameTok.Pos, $"{name}: a layer of this name is already defined on line {other.Position.Line + 1}");
-                return;
-            }
+            Error(Diagnostics.DuplicateLayer, nameTok.Pos, $"{name}: a layer of this name is already defined on line {firstLine + 1}");
+            return;
         }
+        _layerLines[name] = nameTok.Pos.Line;
         int errorsBefore = _diagnostics.Count;
         int i = 2;
         int outCount = 0;
@@ -764,8 +768,16 @@ internal sealed class SpecParser
         return true;
     }
 
+    /// <summary>Names the generated code declares in or beside a model class, so a model may not take them.</summary>
+    private static readonly HashSet<string> ReservedClassNames = new(StringComparer.Ordinal)
+    {
+        "ModelCatalog", "Create", "Metadata", "Entry", "Work", "Tick", "ImageFloats", "ClassCount", "WorkerFloats",
+        "DenseFloatsPerImage", "FeaturesOffset", "FeatureFloats",
+    };
+
     internal static bool IsIdentifier(string s)
     {
+        if (Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(s) != Microsoft.CodeAnalysis.CSharp.SyntaxKind.None) return false;
         if (s.Length == 0 || s.Length > 128 || !(char.IsLetter(s[0]) && s[0] < 128)) return false;
         foreach (char c in s)
             if (!(c < 128 && (char.IsLetterOrDigit(c) || c == '_'))) return false;

@@ -128,30 +128,36 @@ public static class ScalarReference
         float[] w = Param(model, layer, 0, ".weight", new[] { cout, cinG, kh, kw }, weights);
         float[]? bias = hasBias ? Param(model, layer, 1, ".bias", new[] { cout }, weights) : null;
         var y = new RefTensor(cout, oh, ow);
+        double[] xd = x.Data, yd = y.Data;
+        int h = x.H, wd = x.W;
+        // The same sum, ordered weight by weight (direct convolution): for each weight w[oc, icg, ky, kx], add its product
+        // with every input pixel it meets to the output pixels of channel oc. Plain arrays, so it stays fast unoptimized too.
         for (int oc = 0; oc < cout; oc++)
         {
             int g = oc / coutG;
-            for (int oy = 0; oy < oh; oy++)
+            int plane = oc * oh * ow;
+            for (int i = 0; i < oh * ow; i++) yd[plane + i] = bias is null ? 0 : bias[oc];
+            for (int icg = 0; icg < cinG; icg++)
             {
-                for (int ox = 0; ox < ow; ox++)
+                int ic = g * cinG + icg;
+                for (int ky = 0; ky < kh; ky++)
                 {
-                    double sum = bias is null ? 0 : bias[oc];
-                    for (int icg = 0; icg < cinG; icg++)
+                    for (int kx = 0; kx < kw; kx++)
                     {
-                        int ic = g * cinG + icg;
-                        for (int ky = 0; ky < kh; ky++)
+                        double wv = w[((oc * cinG + icg) * kh + ky) * kw + kx];
+                        for (int oy = 0; oy < oh; oy++)
                         {
                             int iy = oy * s - p + ky;
-                            if (iy < 0 || iy >= x.H) continue;
-                            for (int kx = 0; kx < kw; kx++)
+                            if (iy < 0 || iy >= h) continue; // zero padding
+                            int row = (ic * h + iy) * wd, outRow = plane + oy * ow;
+                            for (int ox = 0; ox < ow; ox++)
                             {
                                 int ix = ox * s - p + kx;
-                                if (ix < 0 || ix >= x.W) continue;
-                                sum += (double)w[((oc * cinG + icg) * kh + ky) * kw + kx] * x[ic, iy, ix];
+                                if (ix < 0 || ix >= wd) continue; // zero padding
+                                yd[outRow + ox] += wv * xd[row + ix];
                             }
                         }
                     }
-                    y[oc, oy, ox] = sum;
                 }
             }
         }
@@ -167,10 +173,12 @@ public static class ScalarReference
         float[] w = Param(model, layer, 0, ".weight", new[] { outF, inF }, weights);
         float[]? bias = hasBias ? Param(model, layer, 1, ".bias", new[] { outF }, weights) : null;
         var y = new RefTensor(outF, 1, 1);
+        double[] xd = x.Data;
         for (int o = 0; o < outF; o++)
         {
             double sum = bias is null ? 0 : bias[o];
-            for (int i = 0; i < inF; i++) sum += (double)w[o * inF + i] * x.Data[i];
+            int row = o * inF;
+            for (int i = 0; i < inF; i++) sum += w[row + i] * xd[i];
             y.Data[o] = sum;
         }
         return y;
