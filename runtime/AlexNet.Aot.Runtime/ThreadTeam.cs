@@ -19,7 +19,6 @@ public sealed class ThreadTeam : IDisposable
 {
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim[] _start;
-    private readonly ManualResetEventSlim _done = new(false);
     private IParallelBody? _body;
     private int _pending;
     private int _arrived;
@@ -56,7 +55,6 @@ public sealed class ThreadTeam : IDisposable
         _body = body;
         _failure = null;
         Volatile.Write(ref _pending, _threads.Length);
-        _done.Reset();
         for (int i = 0; i < _start.Length; i++) _start[i].Release();
         try
         {
@@ -66,7 +64,10 @@ public sealed class ThreadTeam : IDisposable
         {
             _failure ??= ExceptionDispatchInfo.Capture(e);
         }
-        if (_threads.Length > 0) _done.Wait();
+        // Spin (then yield) until the others are done: the members finish together at the last barrier, and a blocking
+        // wait would allocate its lock object on this thread the first time it blocks.
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
         _body = null;
         _failure?.Throw();
     }
@@ -101,7 +102,7 @@ public sealed class ThreadTeam : IDisposable
             {
                 Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
             }
-            if (Interlocked.Decrement(ref _pending) == 0) _done.Set();
+            Interlocked.Decrement(ref _pending);
         }
     }
 
@@ -113,6 +114,5 @@ public sealed class ThreadTeam : IDisposable
         foreach (SemaphoreSlim s in _start) s.Release();
         foreach (Thread t in _threads) t.Join();
         foreach (SemaphoreSlim s in _start) s.Dispose();
-        _done.Dispose();
     }
 }
