@@ -51,11 +51,11 @@ public class LayerBenchmarks
         ref float output = ref MemoryMarshal.GetArrayDataReference(_output);
         switch (Layer)
         {
-            case "conv1": AlexNetTorchvision.Conv1Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
-            case "conv2": AlexNetTorchvision.Conv2Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
-            case "conv3": AlexNetTorchvision.Conv3Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
-            case "conv4": AlexNetTorchvision.Conv4Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
-            case "conv5": AlexNetTorchvision.Conv5Layer.Forward(ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv1": AlexNetTorchvision.Conv1Layer.Forward(ref arena, ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv2": AlexNetTorchvision.Conv2Layer.Forward(ref arena, ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv3": AlexNetTorchvision.Conv3Layer.Forward(ref arena, ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv4": AlexNetTorchvision.Conv4Layer.Forward(ref arena, ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
+            case "conv5": AlexNetTorchvision.Conv5Layer.Forward(ref arena, ref arena, ref input, ref output, _w, _b, 0, 1, null); break;
             case "fc6": AlexNetTorchvision.Fc6Layer.Forward(ref input, ref output, 1, _w, _b, 0, 1); break;
             case "fc7": AlexNetTorchvision.Fc7Layer.Forward(ref input, ref output, 1, _w, _b, 0, 1); break;
             default: AlexNetTorchvision.Fc8Layer.Forward(ref input, ref output, 1, _w, _b, 0, 1); break;

@@ -134,9 +134,12 @@ public sealed class PlannerTests
 
     private sealed record Buffer(string What, Region Region, long Offset, long Size, int Def, int LastUse);
 
-    /// <summary>The im2col scratch of a conv layer, as the planner sizes it (every group's panels, widest ISA).</summary>
-    private static long ScratchFloats(LayerPlan l) =>
-        (long)l.Groups * l.GemmK * ((l.GemmN + Planner.MaxPanelColumns - 1) / Planner.MaxPanelColumns * Planner.MaxPanelColumns);
+    /// <summary>The column-panel scratch of a conv layer: one K x NR panel of the widest ISA, as the plan records it.</summary>
+    private static long ScratchFloats(LayerPlan l)
+    {
+        Assert.Equal((long)l.GemmK * Planner.MaxPanelColumns, l.ScratchFloats);
+        return l.ScratchFloats;
+    }
 
     /// <summary>
     /// Rebuilds every buffer of the plan with its lifetime in global step order: a step whose output is not its input

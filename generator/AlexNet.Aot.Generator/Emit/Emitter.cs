@@ -297,7 +297,7 @@ internal static class Emitter
                 {
                     using (w.Block(mode == 0 ? "if (workers > 1 && batch >= workers)" : "else"))
                     {
-                        if (mode == 0) w.Line("ref float mine = ref Unsafe.Add(ref arena, worker * WorkerFloats);");
+                        w.Line("ref float own = ref Unsafe.Add(ref arena, worker * WorkerFloats);");
                         using (w.Block(mode == 0 ? "for (int b = worker; b < batch; b += workers)" : "for (int b = 0; b < batch; b++)"))
                         {
                             w.Line("ref float image = ref Unsafe.Add(ref x, b * ImageFloats);");
@@ -306,8 +306,8 @@ internal static class Emitter
                             {
                                 if (!l.IsConv) continue;
                                 w.Line(mode == 0
-                                    ? $"{l.ClassName}.Forward(ref mine, ref image, ref features, {Args(l)}, 0, 1, null);"
-                                    : $"{l.ClassName}.Forward(ref arena, ref image, ref features, {Args(l)}, worker, workers, team);");
+                                    ? $"{l.ClassName}.Forward(ref own, ref own, ref image, ref features, {Args(l)}, 0, 1, null);"
+                                    : $"{l.ClassName}.Forward(ref arena, ref own, ref image, ref features, {Args(l)}, worker, workers, team);");
                                 w.Line($"if (profile) t0 = Tick(ticks, {I(l.Index)}, t0);");
                             }
                         }

@@ -148,21 +148,21 @@ internal static class LayerEmitter
         Summary(w,
             $"Layer {X(s.Name)} (spec line {s.Position.Line + 1}): <c>{X(s.Text)}</c>.",
             $"Input {Shape(L.InC, L.InH, L.InW)}, convolution output {Shape(L.OutC, L.OutH, L.OutW)}, line output {Shape(L.FinalC, L.FinalH, L.FinalW)}; {I(L.MultiplyAdds)} multiply-adds per image.",
-            $"Convolution as im2col + GEMM per group ({I(L.Groups)}): M = {I(L.CoutG)} output channels, K = {I(L.GemmK)} = {I(L.CinG)}x{I(s.KernelH)}x{I(s.KernelW)}, N = {I(L.GemmN)} output pixels.",
-            "Why: with compile-time K and N, im2col into NR-column panels turns the layer into a dense, register-tiled GEMM whose",
-            "inner loop is MR broadcasts and 2*MR vector FMAs per step of K; the kernel window is unrolled along its width in im2col.",
-            "Bias and ReLU are applied in the GEMM epilogue while the tile is in registers; batch norm right after the",
-            "convolution is folded into the weights at load.",
+            $"Convolution as a GEMM per group ({I(L.Groups)}): M = {I(L.CoutG)} output channels, K = {I(L.GemmK)} = {I(L.CinG)}x{I(s.KernelH)}x{I(s.KernelW)}, N = {I(L.GemmN)} output pixels.",
+            "Why: with compile-time K and N, each NR-pixel column panel of the image is gathered (im2col, the kernel window",
+            "unrolled along its width) into a K x NR buffer that stays in cache while every MR-row panel of packed weights runs",
+            "over it: MR broadcasts and 2*MR vector FMAs per step of K. Bias and ReLU are applied in the tile's epilogue while it",
+            "is in registers; batch norm right after the convolution is folded into the weights at load.",
             "ISA ladder (MR x NR): AVX-512 8 x 32, AVX2 6 x 16, NEON/SSE Vector128 4 x 8, portable scalar 4 x 4.",
-            "Threads: every step splits its work (im2col rows, GEMM tiles, channels) into <c>parts</c> with a barrier between steps;",
-            "a batch of at least as many images as threads instead gives each thread whole images (<c>parts</c> = 1).");
+            "Threads: column panels are split into <c>parts</c> (each worker gathers its own), channels for the steps after, with a",
+            "barrier between steps; a batch of at least as many images as threads instead gives each thread whole images.");
         using (w.Block($"public static class {L.ClassName}"))
         {
             w.Line($"public const int InC = {I(L.InC)}, InH = {I(L.InH)}, InW = {I(L.InW)};");
             w.Line($"public const int OutC = {I(L.OutC)}, OutH = {I(L.OutH)}, OutW = {I(L.OutW)};");
             w.Line($"public const int KH = {I(s.KernelH)}, KW = {I(s.KernelW)}, Stride = {I(s.Stride)}, Pad = {I(s.Padding)}, Groups = {I(L.Groups)};");
             w.Line($"public const int CinG = {I(L.CinG)}, CoutG = {I(L.CoutG)}, K = {I(L.GemmK)}, N = {I(L.GemmN)};");
-            w.Line("/// <summary>Worker-arena offset of the im2col panels (sized for the widest path).</summary>");
+            w.Line("/// <summary>Offset of this line's column-panel buffer (K x 32 floats) in a worker's own region.</summary>");
             w.Line($"public const int ScratchOffset = {I(L.ScratchOffset)};");
             w.Line();
             w.Line("/// <summary>Rows per packed weight panel on the path in use (the GEMM tile's MR).</summary>");
@@ -173,36 +173,24 @@ internal static class LayerEmitter
             w.Line();
             Summary(w,
                 "Runs the line for one image, this worker's share (<paramref name=\"part\"/> of <paramref name=\"parts\"/>).",
-                "<paramref name=\"features\"/> is this image's row of the dense input when the line is the last convolution.");
-            using (w.Block($"public static void Forward(ref float arena, ref float input, ref float features, {ParamList(L)}, int part, int parts, global::AlexNet.Aot.ThreadTeam? team)"))
+                "<paramref name=\"arena\"/> holds the image's activations (shared by the team when it splits one image);",
+                "<paramref name=\"own\"/> is this worker's own region, for its column panel. <paramref name=\"features\"/> is this",
+                "image's row of the dense input when the line is the last convolution.");
+            using (w.Block($"public static void Forward(ref float arena, ref float own, ref float input, ref float features, {ParamList(L)}, int part, int parts, global::AlexNet.Aot.ThreadTeam? team)"))
             {
                 w.Line("ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
                 w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
-                w.Line("ref float scratch = ref Unsafe.Add(ref arena, ScratchOffset);");
-                w.Line("if (parts > 1) team!.Barrier(); // the line before has finished with the shared worker buffers");
+                w.Line("ref float panel = ref Unsafe.Add(ref own, ScratchOffset);");
+                w.Line("if (parts > 1) team!.Barrier(); // the line before has finished with the shared buffers");
                 StepPlan c = L.Steps[0];
                 w.Line("// " + StepComment(L, c, 0));
-                w.Line($"Im2Col(ref {Ref(c.In)}, ref scratch, part, parts);");
-                w.Line("if (parts > 1) team!.Barrier();");
-                w.Line($"Gemm(ref w, ref b, ref scratch, ref {Ref(c.Out)}, part, parts);");
+                Ladder(w, isa => $"Conv{isa.Suffix}(ref {Ref(c.In)}, ref panel, ref w, ref b, ref {Ref(c.Out)}, part, parts);");
                 EmitSteps(w, L, 1);
-            }
-            w.Line();
-            Summary(w, "im2col on the widest ISA path of this machine (the guards are JIT/AOT-time constants).");
-            using (w.Block("private static void Im2Col(ref float input, ref float scratch, int part, int parts)"))
-            {
-                Ladder(w, isa => $"Im2Col{isa.PanelColumns}(ref input, ref scratch, part, parts);");
-            }
-            w.Line();
-            Summary(w, "The GEMM on the widest ISA path of this machine.");
-            using (w.Block("private static void Gemm(ref float w, ref float bias, ref float col, ref float output, int part, int parts)"))
-            {
-                Ladder(w, isa => $"Gemm{isa.Suffix}(ref w, ref bias, ref col, ref output, part, parts);");
             }
             var panelWidths = new SortedSet<int>();
             foreach (IsaPath isa in IsaPath.Ladder) panelWidths.Add(isa.PanelColumns);
-            foreach (int nr in panelWidths) { w.Line(); EmitIm2Col(w, L, nr); }
-            foreach (IsaPath isa in IsaPath.Ladder) { w.Line(); EmitGemm(w, L, isa); }
+            foreach (int nr in panelWidths) { w.Line(); EmitGather(w, L, nr); }
+            foreach (IsaPath isa in IsaPath.Ladder) { w.Line(); EmitConvGemm(w, L, isa); }
             EmitStepKernels(w, L);
         }
     }
@@ -226,72 +214,64 @@ internal static class LayerEmitter
         }
     }
 
-    private static void EmitIm2Col(SourceWriter w, LayerPlan L, int nr)
+    private static void EmitGather(SourceWriter w, LayerPlan L, int nr)
     {
         LayerSpec s = L.Spec;
         int panels = (L.GemmN + nr - 1) / nr;
-        long groupFloats = (long)panels * L.GemmK * nr;
-        int tail = L.GemmN % nr;
+        bool padded = s.Padding > 0;
         Summary(w,
-            $"im2col for {nr}-column panels: col[g][p][k][j] = input[g*CinG + ic][oy*{s.Stride}-{s.Padding}+ky][ox*{s.Stride}-{s.Padding}+kx] with",
-            $"k = (ic*KH + ky)*KW + kx and p*{nr} + j = oy*OutW + ox ({panels} panels per group; zero outside the image).",
-            "The kx window is unrolled; this worker fills the (channel, ky) rows of its share.");
-        using (w.Block($"private static void Im2Col{nr}(ref float src, ref float col, int part, int parts)"))
+            $"Gathers column panel <paramref name=\"p\"/> of one group ({nr} output pixels, {panels} panels in all) into",
+            $"panel[k][j] = src[ic][oy*{s.Stride}-{s.Padding}+ky][ox*{s.Stride}-{s.Padding}+kx] for k = (ic*KH + ky)*KW + kx and p*{nr} + j = oy*OutW + ox{(padded ? ", zero outside the image" : "")}.",
+            "Columns past the last pixel repeat it (their results are never stored). The kx window is unrolled.");
+        using (w.Block($"private static void Gather{nr}(ref float src, ref float panel, int p)"))
         {
             w.Line($"const int NR = {nr};");
-            Share(w, "r0", "r1", "Groups * CinG * KH");
-            using (w.Block("for (int r = r0; r < r1; r++)"))
+            w.Line("Span<int> iy0 = stackalloc int[NR], ix0 = stackalloc int[NR];");
+            using (w.Block("for (int j = 0; j < NR; j++)"))
             {
-                w.Line("int channel = r / KH, ky = r - channel * KH;");
-                w.Line("int g = channel / CinG, ic = channel - g * CinG;");
-                w.Line($"ref float gcol = ref Unsafe.Add(ref col, g * {I(groupFloats)});");
-                w.Line("int k0 = (ic * KH + ky) * KW;");
-                w.Line("int n = 0;");
-                using (w.Block("for (int oy = 0; oy < OutH; oy++)"))
+                w.Line("int n = p * NR + j;");
+                w.Line("if (n >= N) n = N - 1;");
+                w.Line("int oy = n / OutW;");
+                w.Line("iy0[j] = oy * Stride - Pad;");
+                w.Line("ix0[j] = (n - oy * OutW) * Stride - Pad;");
+            }
+            using (w.Block("for (int ic = 0; ic < CinG; ic++)"))
+            {
+                w.Line("ref float plane = ref Unsafe.Add(ref src, ic * (InH * InW));");
+                using (w.Block("for (int ky = 0; ky < KH; ky++)"))
                 {
-                    w.Line("int iy = oy * Stride - Pad + ky;");
-                    if (s.Padding > 0)
+                    w.Line("ref float d = ref Unsafe.Add(ref panel, (ic * KH + ky) * KW * NR);");
+                    using (w.Block("for (int j = 0; j < NR; j++)"))
                     {
-                        using (w.Block("if ((uint)iy >= (uint)InH)"))
+                        w.Line("int iy = iy0[j] + ky;");
+                        if (padded)
                         {
-                            using (w.Block("for (int ox = 0; ox < OutW; ox++, n++)"))
+                            using (w.Block("if ((uint)iy >= (uint)InH)"))
                             {
-                                w.Line("ref float d = ref Unsafe.Add(ref gcol, (n / NR) * (K * NR) + k0 * NR + (n % NR));");
-                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = 0f;");
+                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr} + j) = 0f;");
+                                w.Line("continue;");
                             }
-                            w.Line("continue;");
                         }
-                    }
-                    w.Line("ref float row = ref Unsafe.Add(ref src, (channel * InH + iy) * InW);");
-                    using (w.Block("for (int ox = 0; ox < OutW; ox++, n++)"))
-                    {
-                        w.Line("ref float d = ref Unsafe.Add(ref gcol, (n / NR) * (K * NR) + k0 * NR + (n % NR));");
-                        w.Line("int ix = ox * Stride - Pad;");
-                        if (s.Padding > 0)
+                        w.Line("int ix = ix0[j];");
+                        w.Line("ref float row = ref Unsafe.Add(ref plane, iy * InW + ix);");
+                        if (padded)
                         {
                             using (w.Block("if (ix >= 0 && ix + KW <= InW)"))
-                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = Unsafe.Add(ref row, ix + {kx});");
+                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr} + j) = Unsafe.Add(ref row, {kx});");
                             using (w.Block("else"))
-                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = (uint)(ix + {kx}) < (uint)InW ? Unsafe.Add(ref row, ix + {kx}) : 0f;");
+                                for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr} + j) = (uint)(ix + {kx}) < (uint)InW ? Unsafe.Add(ref row, {kx}) : 0f;");
                         }
                         else
                         {
-                            for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr}) = Unsafe.Add(ref row, ix + {kx});");
+                            for (int kx = 0; kx < s.KernelW; kx++) w.Line($"Unsafe.Add(ref d, {kx * nr} + j) = Unsafe.Add(ref row, {kx});");
                         }
                     }
-                }
-                if (tail != 0)
-                {
-                    w.Line($"// zero the {nr - tail} unused columns of the last panel, so that no stale value reaches an accumulator");
-                    using (w.Block("for (int kx = 0; kx < KW; kx++)"))
-                    using (w.Block($"for (int j = {tail}; j < NR; j++)"))
-                        w.Line($"Unsafe.Add(ref gcol, {I((long)(panels - 1) * L.GemmK * nr)} + (k0 + kx) * NR + j) = 0f;");
                 }
             }
         }
     }
 
-    private static void EmitGemm(SourceWriter w, LayerPlan L, IsaPath isa)
+    private static void EmitConvGemm(SourceWriter w, LayerPlan L, IsaPath isa)
     {
         int nr = isa.PanelColumns;
         int mr = isa.PanelRows;
@@ -300,106 +280,107 @@ internal static class LayerEmitter
         int full = L.GemmN / nr;
         int tail = L.GemmN % nr;
         bool rowGuard = L.CoutG % mr != 0;
-        long groupCols = (long)panels * L.GemmK * nr;
         string V = isa.Vector;
         Summary(w,
-            $"GEMM on the {X(isa.Description)} path: output[m][n] = bias[m] + sum over k of w[m][k] * col[k][n]{(L.FuseRelu ? ", then ReLU" : "")}.",
+            $"The convolution on the {X(isa.Description)} path: output[m][n] = bias[m] + sum over k of w[m][k] * col[k][n]{(L.FuseRelu ? ", then ReLU" : "")}.",
             $"Register tile {mr} rows x {nr} columns ({(isa.IsScalar ? "16 scalar" : I(mr * 2) + " vector")} accumulators); per group {mPanels} row panels x {panels} column panels{(tail != 0 ? $", the last {tail} wide" : "")}; K = {L.GemmK}.",
-            "Tiles run column panel by column panel, so a panel of im2col stays in cache while every row panel of weights passes over it.");
-        using (w.Block($"private static void Gemm{isa.Suffix}(ref float w, ref float bias, ref float col, ref float output, int part, int parts)"))
+            "Each (group, column panel) of this worker's share is gathered once, then every row panel of weights runs over it.");
+        using (w.Block($"private static void Conv{isa.Suffix}(ref float src, ref float col, ref float w, ref float bias, ref float output, int part, int parts)"))
         {
             w.Line($"const int MR = {mr}, MPanels = {mPanels}, NPanels = {panels};");
             if (tail != 0) w.Line($"Span<float> tail = stackalloc float[{nr}];");
-            Share(w, "t0", "t1", "Groups * NPanels * MPanels");
+            Share(w, "t0", "t1", "Groups * NPanels");
             using (w.Block("for (int t = t0; t < t1; t++)"))
             {
-                w.Line("int g = t / (NPanels * MPanels), rest = t - g * (NPanels * MPanels);");
-                w.Line("int p = rest / MPanels, mp = rest - p * MPanels;");
-                w.Line("ref float a = ref Unsafe.Add(ref w, (g * MPanels + mp) * (MR * K));");
-                w.Line($"ref float bp = ref Unsafe.Add(ref col, g * {I(groupCols)} + p * (K * {nr}));");
-                w.Line("int m0 = mp * MR;");
+                w.Line("int g = t / NPanels, p = t - g * NPanels;");
+                w.Line($"Gather{nr}(ref Unsafe.Add(ref src, g * (CinG * InH * InW)), ref col, p);");
                 w.Line("ref float og = ref Unsafe.Add(ref output, g * (CoutG * N));");
                 w.Line("ref float bg = ref Unsafe.Add(ref bias, g * CoutG);");
-                if (isa.IsScalar)
-                {
-                    for (int r = 0; r < mr; r++)
-                        w.Line($"float c{r}0 = 0f, c{r}1 = 0f, c{r}2 = 0f, c{r}3 = 0f;");
-                    using (w.Block("for (int k = 0; k < K; k++)"))
-                    {
-                        w.Line("ref float bk = ref Unsafe.Add(ref bp, k * 4);");
-                        w.Line("float b0 = bk, b1 = Unsafe.Add(ref bk, 1), b2 = Unsafe.Add(ref bk, 2), b3 = Unsafe.Add(ref bk, 3);");
-                        w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
-                        for (int r = 0; r < mr; r++)
-                        {
-                            w.Line($"float a{r} = Unsafe.Add(ref ak, {r});");
-                            w.Line($"c{r}0 += a{r} * b0; c{r}1 += a{r} * b1; c{r}2 += a{r} * b2; c{r}3 += a{r} * b3;");
-                        }
-                    }
-                }
-                else
-                {
-                    for (int r = 0; r < mr; r++)
-                        w.Line($"{V}<float> c{r}0 = {V}<float>.Zero, c{r}1 = {V}<float>.Zero;");
-                    using (w.Block("for (int k = 0; k < K; k++)"))
-                    {
-                        w.Line($"{V}<float> b0 = {V}.LoadUnsafe(ref bp, (nuint)(k * {nr}));");
-                        w.Line($"{V}<float> b1 = {V}.LoadUnsafe(ref bp, (nuint)(k * {nr} + {isa.Lanes}));");
-                        w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
-                        for (int r = 0; r < mr; r++)
-                        {
-                            w.Line($"{V}<float> a{r} = {V}.Create(Unsafe.Add(ref ak, {r}));");
-                            w.Line($"c{r}0 = {V}.MultiplyAddEstimate(a{r}, b0, c{r}0); c{r}1 = {V}.MultiplyAddEstimate(a{r}, b1, c{r}1);");
-                        }
-                    }
-                }
                 w.Line($"int n0 = p * {nr};");
-                for (int r = 0; r < mr; r++)
+                using (w.Block("for (int mp = 0; mp < MPanels; mp++)"))
                 {
-                    if (rowGuard) { w.Line($"if (m0 + {r} < CoutG)"); w.Line("{"); w.Indent(); }
-                    else { w.Line("{"); w.Indent(); }
-                    w.Line($"ref float o = ref Unsafe.Add(ref og, (m0 + {r}) * N + n0);");
-                    w.Line($"float bias{r} = Unsafe.Add(ref bg, m0 + {r});");
+                    w.Line("ref float a = ref Unsafe.Add(ref w, (g * MPanels + mp) * (MR * K));");
+                    w.Line("int m0 = mp * MR;");
                     if (isa.IsScalar)
                     {
-                        for (int j = 0; j < 4; j++)
-                            w.Line($"float v{j} = c{r}{j} + bias{r};" + (L.FuseRelu ? $" if (v{j} < 0f) v{j} = 0f;" : ""));
-                        if (tail != 0)
+                        for (int r = 0; r < mr; r++)
+                            w.Line($"float c{r}0 = 0f, c{r}1 = 0f, c{r}2 = 0f, c{r}3 = 0f;");
+                        using (w.Block("for (int k = 0; k < K; k++)"))
                         {
-                            using (w.Block($"if (p < {full})"))
-                                w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
-                            using (w.Block("else"))
+                            w.Line("ref float bk = ref Unsafe.Add(ref col, k * 4);");
+                            w.Line("float b0 = bk, b1 = Unsafe.Add(ref bk, 1), b2 = Unsafe.Add(ref bk, 2), b3 = Unsafe.Add(ref bk, 3);");
+                            w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
+                            for (int r = 0; r < mr; r++)
                             {
-                                w.Line("tail[0] = v0; tail[1] = v1; tail[2] = v2; tail[3] = v3;");
-                                w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
+                                w.Line($"float a{r} = Unsafe.Add(ref ak, {r});");
+                                w.Line($"c{r}0 += a{r} * b0; c{r}1 += a{r} * b1; c{r}2 += a{r} * b2; c{r}3 += a{r} * b3;");
                             }
-                        }
-                        else
-                        {
-                            w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
                         }
                     }
                     else
                     {
-                        w.Line($"{V}<float> bv{r} = {V}.Create(bias{r});");
-                        w.Line($"{V}<float> v0 = c{r}0 + bv{r}, v1 = c{r}1 + bv{r};");
-                        if (L.FuseRelu) w.Line($"v0 = {V}.Max(v0, {V}<float>.Zero); v1 = {V}.Max(v1, {V}<float>.Zero);");
-                        if (tail != 0)
+                        for (int r = 0; r < mr; r++)
+                            w.Line($"{V}<float> c{r}0 = {V}<float>.Zero, c{r}1 = {V}<float>.Zero;");
+                        using (w.Block("for (int k = 0; k < K; k++)"))
                         {
-                            using (w.Block($"if (p < {full})"))
-                                w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
-                            using (w.Block("else"))
+                            w.Line($"{V}<float> b0 = {V}.LoadUnsafe(ref col, (nuint)(k * {nr}));");
+                            w.Line($"{V}<float> b1 = {V}.LoadUnsafe(ref col, (nuint)(k * {nr} + {isa.Lanes}));");
+                            w.Line("ref float ak = ref Unsafe.Add(ref a, k * MR);");
+                            for (int r = 0; r < mr; r++)
                             {
-                                w.Line($"v0.StoreUnsafe(ref MemoryMarshal.GetReference(tail)); v1.StoreUnsafe(ref MemoryMarshal.GetReference(tail), {isa.Lanes});");
-                                w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
+                                w.Line($"{V}<float> a{r} = {V}.Create(Unsafe.Add(ref ak, {r}));");
+                                w.Line($"c{r}0 = {V}.MultiplyAddEstimate(a{r}, b0, c{r}0); c{r}1 = {V}.MultiplyAddEstimate(a{r}, b1, c{r}1);");
+                            }
+                        }
+                    }
+                    for (int r = 0; r < mr; r++)
+                    {
+                        if (rowGuard) { w.Line($"if (m0 + {r} < CoutG)"); w.Line("{"); w.Indent(); }
+                        else { w.Line("{"); w.Indent(); }
+                        w.Line($"ref float o = ref Unsafe.Add(ref og, (m0 + {r}) * N + n0);");
+                        w.Line($"float bias{r} = Unsafe.Add(ref bg, m0 + {r});");
+                        if (isa.IsScalar)
+                        {
+                            for (int j = 0; j < 4; j++)
+                                w.Line($"float v{j} = c{r}{j} + bias{r};" + (L.FuseRelu ? $" if (v{j} < 0f) v{j} = 0f;" : ""));
+                            if (tail != 0)
+                            {
+                                using (w.Block($"if (p < {full})"))
+                                    w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
+                                using (w.Block("else"))
+                                {
+                                    w.Line("tail[0] = v0; tail[1] = v1; tail[2] = v2; tail[3] = v3;");
+                                    w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
+                                }
+                            }
+                            else
+                            {
+                                w.Line("o = v0; Unsafe.Add(ref o, 1) = v1; Unsafe.Add(ref o, 2) = v2; Unsafe.Add(ref o, 3) = v3;");
                             }
                         }
                         else
                         {
-                            w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
+                            w.Line($"{V}<float> bv{r} = {V}.Create(bias{r});");
+                            w.Line($"{V}<float> v0 = c{r}0 + bv{r}, v1 = c{r}1 + bv{r};");
+                            if (L.FuseRelu) w.Line($"v0 = {V}.Max(v0, {V}<float>.Zero); v1 = {V}.Max(v1, {V}<float>.Zero);");
+                            if (tail != 0)
+                            {
+                                using (w.Block($"if (p < {full})"))
+                                    w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
+                                using (w.Block("else"))
+                                {
+                                    w.Line($"v0.StoreUnsafe(ref MemoryMarshal.GetReference(tail)); v1.StoreUnsafe(ref MemoryMarshal.GetReference(tail), {isa.Lanes});");
+                                    w.Line($"tail.Slice(0, {tail}).CopyTo(MemoryMarshal.CreateSpan(ref o, {tail}));");
+                                }
+                            }
+                            else
+                            {
+                                w.Line($"v0.StoreUnsafe(ref o); v1.StoreUnsafe(ref o, {isa.Lanes});");
+                            }
                         }
+                        w.Dedent();
+                        w.Line("}");
                     }
-                    w.Dedent();
-                    w.Line("}");
                 }
             }
         }
@@ -452,7 +433,7 @@ internal static class LayerEmitter
         int inF = L.GemmK;
         string V = isa.Vector;
         int vecEnd = isa.IsScalar ? 0 : inF / isa.Lanes * isa.Lanes;
-        Summary(w, $"Dense product of rows [o0, o1) on the {X(isa.Description)} path{(L.FuseRelu ? ", bias and ReLU fused" : ", bias fused")}: blocks of four rows, then single rows.");
+        Summary(w, $"Dense product of rows [o0, o1) on the {X(isa.Description)} path{(L.FuseRelu ? ", bias and ReLU fused" : ", bias fused")}: blocks of four rows by four images (16 accumulators), then single images, then single rows.");
         using (w.Block($"private static void Dense{isa.Suffix}(ref float x, ref float y, int batch, ref float w, ref float bias, int o0, int o1)"))
         {
             string relu(string v) => L.FuseRelu ? $" if ({v} < 0f) {v} = 0f;" : "";
@@ -463,7 +444,48 @@ internal static class LayerEmitter
                 w.Line("ref float w1 = ref Unsafe.Add(ref w0, In);");
                 w.Line("ref float w2 = ref Unsafe.Add(ref w1, In);");
                 w.Line("ref float w3 = ref Unsafe.Add(ref w2, In);");
-                using (w.Block("for (int n = 0; n < batch; n++)"))
+                w.Line("int n = 0;");
+                if (!isa.IsScalar)
+                {
+                    // Four rows x four images: 16 accumulators, 8 loads per 16 FMAs (weights reused across images).
+                    using (w.Block("for (; n + 4 <= batch; n += 4)"))
+                    {
+                        for (int c = 0; c < 4; c++) w.Line($"ref float x{c} = ref Unsafe.Add(ref x, (n + {c}) * In);");
+                        for (int r = 0; r < 4; r++)
+                            w.Line($"{V}<float> a{r}0 = {V}<float>.Zero, a{r}1 = {V}<float>.Zero, a{r}2 = {V}<float>.Zero, a{r}3 = {V}<float>.Zero;");
+                        using (w.Block($"for (int i = 0; i < {vecEnd}; i += {isa.Lanes})"))
+                        {
+                            for (int c = 0; c < 4; c++) w.Line($"{V}<float> xv{c} = {V}.LoadUnsafe(ref x{c}, (nuint)i);");
+                            for (int r = 0; r < 4; r++)
+                            {
+                                w.Line($"{V}<float> wv{r} = {V}.LoadUnsafe(ref w{r}, (nuint)i);");
+                                w.Line($"a{r}0 = {V}.MultiplyAddEstimate(wv{r}, xv0, a{r}0); a{r}1 = {V}.MultiplyAddEstimate(wv{r}, xv1, a{r}1); a{r}2 = {V}.MultiplyAddEstimate(wv{r}, xv2, a{r}2); a{r}3 = {V}.MultiplyAddEstimate(wv{r}, xv3, a{r}3);");
+                            }
+                        }
+                        for (int c = 0; c < 4; c++)
+                        {
+                            for (int r = 0; r < 4; r++)
+                            {
+                                w.Line($"float q{r}{c} = {V}.Sum(a{r}{c});");
+                            }
+                        }
+                        if (vecEnd < inF)
+                        {
+                            using (w.Block($"for (int i = {vecEnd}; i < In; i++)"))
+                            {
+                                for (int c = 0; c < 4; c++)
+                                    w.Line($"q0{c} += Unsafe.Add(ref w0, i) * Unsafe.Add(ref x{c}, i); q1{c} += Unsafe.Add(ref w1, i) * Unsafe.Add(ref x{c}, i); q2{c} += Unsafe.Add(ref w2, i) * Unsafe.Add(ref x{c}, i); q3{c} += Unsafe.Add(ref w3, i) * Unsafe.Add(ref x{c}, i);");
+                            }
+                        }
+                        for (int c = 0; c < 4; c++)
+                        {
+                            w.Line($"ref float y{c} = ref Unsafe.Add(ref y, (n + {c}) * Out + o);");
+                            for (int r = 0; r < 4; r++)
+                                w.Line($"q{r}{c} += Unsafe.Add(ref bias, o + {r});{relu($"q{r}{c}")} Unsafe.Add(ref y{c}, {r}) = q{r}{c};");
+                        }
+                    }
+                }
+                using (w.Block("for (; n < batch; n++)"))
                 {
                     w.Line("ref float xn = ref Unsafe.Add(ref x, n * In);");
                     if (!isa.IsScalar)

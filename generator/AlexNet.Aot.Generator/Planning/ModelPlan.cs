@@ -52,6 +52,7 @@ internal sealed record LayerPlan(
     EquatableArray<ParamPlan> Parameters,
     long MultiplyAdds,
     int ScratchOffset,
+    int ScratchFloats,
     int FinalC, int FinalH, int FinalW)
 {
     public bool IsConv => Spec.Kind == LayerKind.Conv;

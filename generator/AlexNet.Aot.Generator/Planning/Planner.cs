@@ -94,7 +94,7 @@ internal static class Planner
                 int ow = (w + 2 * L.Padding - L.KernelW) / L.Stride + 1;
                 long k = (long)(c / L.Groups) * L.KernelH * L.KernelW;
                 long outSize = (long)L.Out * oh * ow;
-                long scratchSize = L.Groups * k * RoundUp((long)oh * ow, MaxPanelColumns);
+                long scratchSize = k * MaxPanelColumns; // one column panel, gathered per (group, panel)
                 if (outSize > MaxFloats || scratchSize > MaxFloats)
                 {
                     Error(Diagnostics.TooLarge, L.Position, $"{L.Name}: {L.Out}x{oh}x{ow} output or its {scratchSize}-float im2col buffer is too large for one arena");
@@ -267,7 +267,7 @@ internal static class Planner
                 groups, L.Kind == LayerKind.Conv ? cinG : d.InC * d.InH * d.InW, d.OutC / groups,
                 L.Kind == LayerKind.Conv ? cinG * L.KernelH * L.KernelW : d.InC * d.InH * d.InW,
                 d.OutH * d.OutW, d.Fuse, d.Bn, steps.ToEquatable(), d.Params.ToEquatable(), d.Macs,
-                d.Scratch?.Offset ?? 0, lastStep.OutC, lastStep.OutH, lastStep.OutW));
+                d.Scratch?.Offset ?? 0, (int)(d.Scratch?.Size ?? 0), lastStep.OutC, lastStep.OutH, lastStep.OutW));
         }
         LayerSpec lastLayer = spec.Layers[spec.Layers.Count - 1];
         bool softmax = lastLayer.Ops.Count > 0 && lastLayer.Ops[lastLayer.Ops.Count - 1].Kind == OpKind.Softmax;
