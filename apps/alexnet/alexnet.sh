@@ -4,7 +4,8 @@
 # NativeAOT fixes a binary's instruction sets when it is compiled (see alexnet.csproj), so we ship
 # one binary per x86-64 level in LEVEL/alexnet beside this script and run the highest level this
 # CPU supports: x86-64-v4 (AVX-512: Vector512), x86-64-v3 (AVX2+FMA: Vector256), x86-64-v2
-# (SSE4.2: Vector128). ALEXNET_LEVEL=x86-64-v3 (for example) picks a level by hand.
+# (SSE4.2: Vector128), and armv8-a (NEON: Vector128) on arm64. ALEXNET_LEVEL=x86-64-v3 (for example)
+# picks a level by hand.
 here=$(dirname "$(readlink -f "$0")")
 level=${ALEXNET_LEVEL:-}
 if [ -z "$level" ]; then
@@ -20,11 +21,8 @@ if [ -z "$level" ]; then
         level=x86-64-v3
     elif [ -x "$here/x86-64-v2/alexnet" ]; then
         level=x86-64-v2
-    else
-        # Not x86-64 (or a single build): the one binary there is.
-        for d in "$here"/*/; do
-            if [ -x "$d/alexnet" ]; then level=$(basename "$d"); break; fi
-        done
+    elif [ "$(uname -m)" = aarch64 ] && [ -x "$here/armv8-a/alexnet" ]; then
+        level=armv8-a
     fi
 fi
 if [ -z "$level" ] || [ ! -x "$here/$level/alexnet" ]; then
