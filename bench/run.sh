@@ -21,10 +21,10 @@ mkdir -p "$results"
     echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (this machine is shared: compare ratios within one run)"
 } > "$results/machine.md"
 
-dotnet run -c Release --project bench/AlexNet.Aot.Bench -- --filter "$filter" --join --exporters github --artifacts "$root/bench/BenchmarkDotNet.Artifacts"
-for f in "$root"/bench/BenchmarkDotNet.Artifacts/results/*-report-github.md; do
-    [ -f "$f" ] && cp "$f" "$results/$(basename "$f" | sed 's/-report-github//')"
-done
+dotnet run -c Release --project bench/AlexNet.Aot.Bench -- --filter "$filter" --join --exporters github \
+    --launchCount 1 --warmupCount 3 --iterationCount 15 --artifacts "$root/bench/BenchmarkDotNet.Artifacts"
+latest=$(ls -t "$root"/bench/BenchmarkDotNet.Artifacts/results/*-report-github.md 2>/dev/null | head -n 1)
+[ -n "$latest" ] && cp "$latest" "$results/benchmarkdotnet-network-and-layers.md"
 
 dotnet build apps/alexnet -c Release -nologo -v q
 for model in alexnet-torchvision alexnet-2012; do
