@@ -99,6 +99,11 @@ for model in $models; do
 done
 echo "arm64 runs took $((SECONDS - arm64_started)) s"
 
+# The C ABI: libalexnet.so and a C program using it (its reference: the best x64 level's logits, checked above).
+if [ "$(uname -m)" = x86_64 ]; then
+    bash scripts/test-clib.sh "$work/tv-mini.input.f32" "$work/tv-mini.$best.logits.f32"
+fi
+
 alexnet_step "end to end: the CLI tests against the NativeAOT launcher"
 ALEXNET_CLI="$launcher" dotnet test tests/AlexNet.Aot.Tests/AlexNet.Aot.Tests.csproj -c Release --no-build --nologo \
     --filter "FullyQualifiedName~AlexNet.Aot.Tests.CliTests" --logger "console;verbosity=minimal"

@@ -76,12 +76,14 @@ internal static class BenchCommand
         Console.WriteLine($"model {model.Name}, batch {batch}, threads {threads}, ISA {Isa.Path} ({Isa.Description}), dense weights {Precision(precision)}");
         Console.WriteLine($"FMA peak measured now on {threads} thread(s): {peak:F1} GFLOP/s");
         Console.WriteLine();
+        var gflops = new double[layerMs.Length];
+        for (int l = 0; l < layerMs.Length; l++)
+            gflops[l] = layerMs[l] > 0 ? 2.0 * model.Info.Layers[l].MultiplyAdds * batch / (layerMs[l] * 1e6) : 0;
         Console.WriteLine($"{"layer",-8} {"ms",9} {"GFLOP/s",9} {"% peak",7}  operations");
         for (int l = 0; l < layerMs.Length; l++)
         {
             LayerInfo layer = model.Info.Layers[l];
-            double gflops = layerMs[l] > 0 ? 2.0 * layer.MultiplyAdds * batch / (layerMs[l] * 1e6) : 0;
-            Console.WriteLine($"{layer.Name,-8} {layerMs[l],9:F3} {gflops,9:F1} {100 * gflops / peak,6:F1}%  {string.Join(" ", layer.Operations)}");
+            Console.WriteLine($"{layer.Name,-8} {layerMs[l],9:F3} {gflops[l],9:F1} {100 * gflops[l] / peak,6:F1}%  {string.Join(" ", layer.Operations)}");
         }
         Console.WriteLine();
         Console.WriteLine($"total: {median:F2} ms per batch (median of {iterations}; min {times[0]:F2}, max {times[^1]:F2}), {median / batch:F3} ms per image, {1000.0 * batch / median:F1} images/s");
@@ -101,13 +103,11 @@ internal static class BenchCommand
                 json.WriteStartArray("layers");
                 for (int l = 0; l < layerMs.Length; l++)
                 {
-                    LayerInfo layer = model.Info.Layers[l];
-                    double gflops = layerMs[l] > 0 ? 2.0 * layer.MultiplyAdds * batch / (layerMs[l] * 1e6) : 0;
                     json.WriteStartObject();
-                    json.WriteString("name", layer.Name);
+                    json.WriteString("name", model.Info.Layers[l].Name);
                     json.WriteNumber("ms", Math.Round(layerMs[l], 4));
-                    json.WriteNumber("gflops", Math.Round(gflops, 2));
-                    json.WriteNumber("percent_of_peak", Math.Round(100 * gflops / peak, 2));
+                    json.WriteNumber("gflops", Math.Round(gflops[l], 2));
+                    json.WriteNumber("percent_of_peak", Math.Round(100 * gflops[l] / peak, 2));
                     json.WriteEndObject();
                 }
                 json.WriteEndArray();

@@ -62,7 +62,7 @@ internal sealed record LayerPlan(
 
 /// <summary>
 /// The whole model, planned at build time. The arena of a session is
-/// [ WorkerFloats: per-image conv buffers and im2col scratch | DenseFloatsPerImage * maxBatch: dense activations ],
+/// [ WorkerFloats per thread: per-image conv buffers and one column panel | DenseFloatsPerImage * maxBatch: dense activations ],
 /// every offset a compile-time constant; buffers are reused once dead.
 /// </summary>
 internal sealed record ModelPlan(

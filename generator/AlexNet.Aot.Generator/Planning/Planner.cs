@@ -97,7 +97,7 @@ internal static class Planner
                 long scratchSize = k * MaxPanelColumns; // one column panel, gathered per (group, panel)
                 if (outSize > MaxFloats || scratchSize > MaxFloats)
                 {
-                    Error(Diagnostics.TooLarge, L.Position, $"{L.Name}: {L.Out}x{oh}x{ow} output or its {scratchSize}-float im2col buffer is too large for one arena");
+                    Error(Diagnostics.TooLarge, L.Position, $"{L.Name}: {L.Out}x{oh}x{ow} output or its {scratchSize}-float column panel is too large for one arena");
                     break;
                 }
                 macs = outSize * k;
