@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Publishes the CLI with NativeAOT into artifacts/alexnet/:
 #   LEVEL/alexnet   one native binary per instruction-set level (x86-64-v4, x86-64-v3, x86-64-v2)
+#   LEVEL/libSkiaSharp.so  SkiaSharp's native library beside each binary (JPEG/PNG decoding)
 #   alexnet         a launcher that runs the highest level this CPU supports
 # NativeAOT fixes the instruction sets at compile time, hence one binary per level (see
 # apps/alexnet/alexnet.csproj). ALEXNET_LEVELS="x86-64-v4" publishes fewer levels. Fails on any
@@ -80,6 +81,17 @@ for level in $levels; do
     fi
     mkdir -p "$out/$level"
     install -m 755 "$staging/alexnet" "$out/$level/alexnet"
+    # SkiaSharp's native library (JPEG/PNG decoding; from SkiaSharp.NativeAssets.Linux.NoDependencies, which needs
+    # only glibc and libstdc++, no fontconfig) is loaded at run time from beside the binary: each LEVEL folder gets it.
+    shopt -s nullglob
+    for lib in "$staging"/*.so; do
+        install -m 644 "$lib" "$out/$level/$(basename "$lib")"
+    done
+    shopt -u nullglob
+    if [ ! -f "$out/$level/libSkiaSharp.so" ]; then
+        echo "publish: libSkiaSharp.so missing from $staging (photos could not be decoded)" >&2
+        exit 1
+    fi
     echo "published $out/$level/alexnet ($rid, $((SECONDS - started)) s)"
 done
 

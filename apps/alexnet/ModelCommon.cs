@@ -28,7 +28,7 @@ internal static class ModelCommon
     public static Network Open(ModelEntry model, string weightsPath, int maxBatch)
     {
         InputFiles.RequireFile("--weights", weightsPath);
-        IWeightSource weights = SafeTensorsFile.Load(weightsPath);
+        IWeightSource weights = WeightsFile.Load(weightsPath, model.Info);
         return model.Create(weights, Math.Clamp(maxBatch, 1, ChunkImages));
     }
 

@@ -12,6 +12,7 @@ internal static class Program
         InfoCommand.Spec,
         RunCommand.Spec,
         ClassifyCommand.Spec,
+        ConvertCommand.Spec,
         CompareCommand.Spec,
         MakeInputCommand.Spec,
         BenchCommand.Spec,

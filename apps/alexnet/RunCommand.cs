@@ -11,7 +11,7 @@ internal static class RunCommand
         Summary: "Run a batch: raw little-endian float32 NCHW images in, [N, classes] float32 out.",
         Details:
             "  --model NAME     a compiled-in model (alexnet info lists them)\n" +
-            "  --weights FILE   weights as .safetensors (F32, F16 or BF16), keys as alexnet info --model NAME shows\n" +
+            "  --weights FILE   safetensors (F32, F16, BF16), PyTorch .pth (zip or legacy) or ONNX, told apart by content;\n                   keys as alexnet info --model NAME shows (ONNX graphs are matched to the spec node by node)\n" +
             "  --input X.f32    N images of C*H*W floats each, NCHW, no header\n" +
             "  --batch N        the number of images; checked against the input's length (default: inferred from it)\n" +
             "  --output Y.f32   written with N rows of one value per class\n" +

@@ -28,7 +28,7 @@ public static unsafe class Exports
             ModelEntry? entry = ModelCatalog.Find(name);
             if (entry is null) return Fail(NotFound, $"no model named '{name}'");
             if (!File.Exists(path)) return Fail(NotFound, $"{path}: file not found");
-            Network net = entry.Create(SafeTensorsFile.Load(path), new NetworkOptions { MaxBatch = maxBatch, Threads = threads });
+            Network net = entry.Create(WeightsFile.Load(path, entry.Info), new NetworkOptions { MaxBatch = maxBatch, Threads = threads });
             *result = GCHandle.ToIntPtr(GCHandle.Alloc(net));
             return Ok;
         }

@@ -28,7 +28,7 @@ enum alexnet_status {
 };
 
 /* Creates a session for `model` (e.g. "alexnet-torchvision") with the weights in `weights_path`
- * (safetensors, F32/F16/BF16), for batches of up to `max_batch` images, on `threads` threads
+ * (safetensors, PyTorch .pth or ONNX, told apart by content), for batches of up to `max_batch` images, on `threads` threads
  * (0: one per processor). On success *out receives the session. */
 int alexnet_session_create(const char *model, const char *weights_path, int max_batch, int threads,
                            alexnet_session **out);
