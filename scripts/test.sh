@@ -106,7 +106,7 @@ fi
 
 alexnet_step "end to end: the CLI tests against the NativeAOT launcher"
 ALEXNET_CLI="$launcher" dotnet test tests/AlexNet.Aot.Tests/AlexNet.Aot.Tests.csproj -c Release --no-build --nologo \
-    --filter "FullyQualifiedName~AlexNet.Aot.Tests.CliTests|FullyQualifiedName~AlexNet.Aot.Tests.ImagingTests" --logger "console;verbosity=minimal"
+    --filter "FullyQualifiedName~AlexNet.Aot.Tests.CliTests|FullyQualifiedName~AlexNet.Aot.Tests.ImagingTests|FullyQualifiedName~AlexNet.Aot.Tests.NewUserTests" --logger "console;verbosity=minimal"
 
 echo
 echo "test.sh: all steps passed"

@@ -17,6 +17,7 @@ internal static class ClassifyCommand
         Summary: "Print the top classes of each image (JPEG, PNG or .f32) with their probabilities.",
         Details:
             "  --model NAME        a compiled-in model (alexnet info lists them)\n" +
+            "  --map FILE       optional: rules MODEL_PREFIX = FILE_PREFIX for a checkpoint named otherwise\n" +
             "  --weights FILE      the model's weights (safetensors, PyTorch .pth or ONNX, told apart by content)\n" +
             "  --top K             how many classes to print per image (default 5)\n" +
             "  --json              print a JSON array of {\"input\", \"top\": [{\"index\", \"label\", \"probability\"}]}\n" +
@@ -31,7 +32,7 @@ internal static class ClassifyCommand
             "                      else class numbers)\n" +
             "  INPUT               a JPEG or PNG photo (recognized by content, not by name), or an .f32 file:\n" +
             "                      one C*H*W raw little-endian float32 image, already preprocessed\n",
-        ValueOptions: new[] { "--model", "--weights", "--top", "--preprocess", "--labels" },
+        ValueOptions: new[] { "--model", "--weights", "--map", "--top", "--preprocess", "--labels" },
         Flags: new[] { "--json", "--ten-crop" },
         AllowsPositionals: true,
         Run: Run);
@@ -63,7 +64,7 @@ internal static class ClassifyCommand
         // so memory stays bounded however many photos are given; only the probabilities are kept.
         var probabilities = new float[paths.Count][];
         int cropsEach = tenCrop ? Preprocess.TenCrops : 1;
-        using (Network network = ModelCommon.Open(model, weightsPath, (int)Math.Min((long)paths.Count * cropsEach, ModelCommon.ChunkImages)))
+        using (Network network = ModelCommon.Open(model, weightsPath, (int)Math.Min((long)paths.Count * cropsEach, ModelCommon.ChunkImages), args.Optional("--map")))
         {
             var pending = new List<(int Index, float[] Data, int Crops)>();
             int pendingCrops = 0;

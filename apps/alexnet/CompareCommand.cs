@@ -19,7 +19,7 @@ internal static class CompareCommand
             "  --tensor NAME    the reference tensor, [N, classes] (default logits_eval); a name starting with\n" +
             "                   'probs' is compared with our probabilities, any other with our logits\n" +
             "  --tolerance T    the largest absolute difference accepted (default 1e-4)\n",
-        ValueOptions: new[] { "--model", "--weights", "--input", "--batch", "--oracle", "--tensor", "--tolerance" },
+        ValueOptions: new[] { "--model", "--weights", "--map", "--input", "--batch", "--oracle", "--tensor", "--tolerance" },
         Flags: Array.Empty<string>(),
         AllowsPositionals: false,
         Run: Run);
@@ -47,7 +47,7 @@ internal static class CompareCommand
             throw new CliException($"--oracle {oraclePath}: {tensorName} has shape [{string.Join(", ", reference.Shape)}] ({reference.DType}); expected [{batch}, {classes}] floats");
 
         var ours = new float[batch * classes];
-        using (Network network = ModelCommon.Open(model, weightsPath, batch))
+        using (Network network = ModelCommon.Open(model, weightsPath, batch, args.Optional("--map")))
             ModelCommon.Forward(network, input, ours, batch, logits: true);
         if (probabilities) Kernels.SoftmaxRows(ours, batch, classes);
 

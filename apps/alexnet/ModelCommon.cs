@@ -24,11 +24,17 @@ internal static class ModelCommon
     public static ModelEntry FindModel(string name) =>
         ModelCatalog.Find(name) ?? throw new UsageException($"--model {name}: no such model (known: {ModelNames()})");
 
-    /// <summary>Loads a weights file and binds it to <paramref name="model"/> for up to <paramref name="maxBatch"/> images.</summary>
-    public static Network Open(ModelEntry model, string weightsPath, int maxBatch)
+    /// <summary>Loads a weights file (its names mapped by <paramref name="mapPath"/>, if given) and binds it to
+    /// <paramref name="model"/> for up to <paramref name="maxBatch"/> images.</summary>
+    public static Network Open(ModelEntry model, string weightsPath, int maxBatch, string? mapPath = null)
     {
         InputFiles.RequireFile("--weights", weightsPath);
         IWeightSource weights = WeightsFile.Load(weightsPath, model.Info);
+        if (mapPath is not null)
+        {
+            InputFiles.RequireFile("--map", mapPath);
+            weights = KeyMap.Load(mapPath).Apply(weights, model.Info);
+        }
         return model.Create(weights, Math.Clamp(maxBatch, 1, ChunkImages));
     }
 

@@ -11,12 +11,13 @@ internal static class RunCommand
         Summary: "Run a batch: raw little-endian float32 NCHW images in, [N, classes] float32 out.",
         Details:
             "  --model NAME     a compiled-in model (alexnet info lists them)\n" +
+            "  --map FILE       optional: rules MODEL_PREFIX = FILE_PREFIX for a checkpoint named otherwise\n" +
             "  --weights FILE   safetensors (F32, F16, BF16), PyTorch .pth (zip or legacy) or ONNX, told apart by content;\n                   keys as alexnet info --model NAME shows (ONNX graphs are matched to the spec node by node)\n" +
             "  --input X.f32    N images of C*H*W floats each, NCHW, no header\n" +
             "  --batch N        the number of images; checked against the input's length (default: inferred from it)\n" +
             "  --output Y.f32   written with N rows of one value per class\n" +
             "  --logits         write the last layer's raw outputs even when the model ends in softmax\n",
-        ValueOptions: new[] { "--model", "--weights", "--input", "--batch", "--output" },
+        ValueOptions: new[] { "--model", "--weights", "--map", "--input", "--batch", "--output" },
         Flags: new[] { "--logits" },
         AllowsPositionals: false,
         Run: Run);
@@ -33,7 +34,7 @@ internal static class RunCommand
         float[] input = InputFiles.ReadF32("--input", inputPath);
         int batch = ModelCommon.ResolveBatch("--input", inputPath, input.Length, model.Info, batchArg);
 
-        using Network network = ModelCommon.Open(model, weightsPath, batch);
+        using Network network = ModelCommon.Open(model, weightsPath, batch, args.Optional("--map"));
         var output = new float[(long)batch * network.Classes];
         ModelCommon.Forward(network, input, output, batch, logits);
         InputFiles.WriteF32("--output", outputPath, output);
