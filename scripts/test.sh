@@ -104,6 +104,8 @@ if [ "$(uname -m)" = x86_64 ]; then
     bash scripts/test-clib.sh "$work/tv-mini.input.f32" "$work/tv-mini.$best.logits.f32"
 fi
 
+bash scripts/test-package.sh
+
 alexnet_step "end to end: the CLI tests against the NativeAOT launcher"
 ALEXNET_CLI="$launcher" dotnet test tests/AlexNet.Aot.Tests/AlexNet.Aot.Tests.csproj -c Release --no-build --nologo \
     --filter "FullyQualifiedName~AlexNet.Aot.Tests.CliTests|FullyQualifiedName~AlexNet.Aot.Tests.ImagingTests|FullyQualifiedName~AlexNet.Aot.Tests.NewUserTests" --logger "console;verbosity=minimal"

@@ -65,16 +65,77 @@ public sealed class SafeTensorsFile : IWeightSource
             throw new WeightsException($"{path}: is a directory, not a safetensors file");
         if (!File.Exists(path))
             throw new WeightsException($"{path}: file not found");
-        byte[] bytes;
+        // Streams the file: the header first, then each tensor straight into its float array (no copy of the whole file).
         try
         {
-            bytes = File.ReadAllBytes(path);
+            using Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(path);
+            long length = RandomAccess.GetLength(handle);
+            Span<byte> prefix = stackalloc byte[8];
+            int got = ReadAt(handle, prefix, 0);
+            ulong headerLength = CheckPrefix(path, prefix.Slice(0, got), length);
+            var header = new byte[(int)headerLength];
+            if (ReadAt(handle, header, 8) != header.Length)
+                throw Fail(path, "the file changed while it was read");
+            long dataSize = length - 8 - (long)headerLength;
+            if (dataSize > int.MaxValue)
+                throw Fail(path, $"{dataSize} bytes of tensor data: more than this reader supports (2 GiB)");
+            (string[] keys, List<Entry> infos, Dictionary<string, string> metadata) = ParseHeader(path, header, (int)dataSize);
+            long dataStart = 8 + (long)headerLength;
+            var tensors = new Dictionary<string, LoadedTensor>(infos.Count, StringComparer.Ordinal);
+            foreach (Entry e in infos)
+            {
+                float[] values;
+                if (e.DType == "F32" && BitConverter.IsLittleEndian)
+                {
+                    values = new float[e.Count];
+                    if (ReadAt(handle, MemoryMarshal.AsBytes(values.AsSpan()), dataStart + e.Begin) != e.End - e.Begin)
+                        throw Fail(path, "the file changed while it was read");
+                }
+                else if (IsFloat(e.DType))
+                {
+                    var raw = new byte[e.End - e.Begin];
+                    if (ReadAt(handle, raw, dataStart + e.Begin) != raw.Length)
+                        throw Fail(path, "the file changed while it was read");
+                    values = Convert(e.DType, raw, e.Count);
+                }
+                else
+                {
+                    values = Array.Empty<float>();
+                }
+                tensors.Add(e.Key, new LoadedTensor(e.Key, e.Shape, e.DType, values));
+            }
+            return new SafeTensorsFile(path, keys, tensors, metadata);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
         {
             throw new WeightsException($"{path}: cannot read the file: {e.Message}", e);
         }
-        return Parse(bytes, path);
+    }
+
+    private static int ReadAt(Microsoft.Win32.SafeHandles.SafeFileHandle handle, Span<byte> buffer, long offset)
+    {
+        int total = 0;
+        while (total < buffer.Length)
+        {
+            int n = RandomAccess.Read(handle, buffer.Slice(total), offset + total);
+            if (n == 0) break;
+            total += n;
+        }
+        return total;
+    }
+
+    /// <summary>Checks the 8-byte header length against the file's length; returns it.</summary>
+    private static ulong CheckPrefix(string origin, ReadOnlySpan<byte> prefix, long fileLength)
+    {
+        if (prefix.Length < 8)
+            throw Fail(origin, $"file is {fileLength} bytes long, shorter than the 8-byte header length that starts a safetensors file (truncated or not a safetensors file)");
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+        if (headerLength > MaxHeaderBytes)
+            throw Fail(origin, $"header length {headerLength} is absurd (the limit is {MaxHeaderBytes} bytes); not a safetensors file, or a corrupt one");
+        long available = fileLength - 8L;
+        if ((long)headerLength > available)
+            throw Fail(origin, $"header length {headerLength} runs past the end of the file: only {available} bytes follow the 8-byte length (truncated?)");
+        return headerLength;
     }
 
     /// <summary>Parses and checks a safetensors file held in memory.</summary>
@@ -84,19 +145,22 @@ public sealed class SafeTensorsFile : IWeightSource
     public static SafeTensorsFile Parse(ReadOnlySpan<byte> bytes, string origin)
     {
         origin ??= "<memory>";
-        if (bytes.Length < 8)
-            throw Fail(origin, $"file is {bytes.Length} bytes long, shorter than the 8-byte header length that starts a safetensors file (truncated or not a safetensors file)");
-
-        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLength > MaxHeaderBytes)
-            throw Fail(origin, $"header length {headerLength} is absurd (the limit is {MaxHeaderBytes} bytes); not a safetensors file, or a corrupt one");
-        long available = bytes.Length - 8L;
-        if ((long)headerLength > available)
-            throw Fail(origin, $"header length {headerLength} runs past the end of the file: only {available} bytes follow the 8-byte length (truncated?)");
-
+        ulong headerLength = CheckPrefix(origin, bytes.Slice(0, Math.Min(8, bytes.Length)), bytes.Length);
         ReadOnlySpan<byte> header = bytes.Slice(8, (int)headerLength);
         ReadOnlySpan<byte> data = bytes.Slice(8 + (int)headerLength);
+        (string[] keys, List<Entry> infos, Dictionary<string, string> metadata) = ParseHeader(origin, header, data.Length);
+        var tensors = new Dictionary<string, LoadedTensor>(infos.Count, StringComparer.Ordinal);
+        foreach (Entry e in infos)
+        {
+            ReadOnlySpan<byte> src = data.Slice((int)e.Begin, (int)(e.End - e.Begin));
+            tensors.Add(e.Key, new LoadedTensor(e.Key, e.Shape, e.DType, Convert(e.DType, src, e.Count)));
+        }
+        return new SafeTensorsFile(origin, keys, tensors, metadata);
+    }
 
+    /// <summary>Parses and checks the JSON header against a data section of <paramref name="dataSize"/> bytes: keys in file order, entries, metadata.</summary>
+    private static (string[] Keys, List<Entry> Infos, Dictionary<string, string> Metadata) ParseHeader(string origin, ReadOnlySpan<byte> header, int dataSize)
+    {
         if (!Utf8.IsValid(header))
             throw Fail(origin, "header is not valid UTF-8");
 
@@ -130,7 +194,7 @@ public sealed class SafeTensorsFile : IWeightSource
                 }
                 if (!seen.Add(key))
                     throw Fail(origin, $"duplicate key \"{key}\" in the header");
-                infos.Add(ReadEntry(origin, key, p.Value, data.Length));
+                infos.Add(ReadEntry(origin, key, p.Value, dataSize));
                 keys.Add(key);
             }
         }
@@ -139,15 +203,8 @@ public sealed class SafeTensorsFile : IWeightSource
             throw new WeightsException($"{origin}: header is not valid JSON: {e.Message}", e);
         }
 
-        CheckLayout(origin, infos, data.Length);
-
-        var tensors = new Dictionary<string, LoadedTensor>(infos.Count, StringComparer.Ordinal);
-        foreach (Entry e in infos)
-        {
-            ReadOnlySpan<byte> src = data.Slice((int)e.Begin, (int)(e.End - e.Begin));
-            tensors.Add(e.Key, new LoadedTensor(e.Key, e.Shape, e.DType, Convert(e.DType, src, e.Count)));
-        }
-        return new SafeTensorsFile(origin, keys.ToArray(), tensors, metadata);
+        CheckLayout(origin, infos, dataSize);
+        return (keys.ToArray(), infos, metadata);
     }
 
     /// <summary>

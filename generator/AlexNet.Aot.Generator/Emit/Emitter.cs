@@ -234,7 +234,11 @@ internal static class Emitter
                 w.Line($"// {l.Spec.Name}: {Planner.LayerHead(l.Spec)}");
                 ParamPlan weight = l.Parameters[0];
                 string bias = l.Spec.Bias ? Local(l, l.Parameters[1]) : "null";
-                w.Line($"float[] {l.Spec.Name}W = (float[]){Local(l, weight)}.Clone();");
+                // The loaded array is used as it is (conv weights are packed into new arrays; dense weights are shared,
+                // read-only, by every session made from the same source); only batch-norm folding writes, so it copies.
+                w.Line(l.FoldedBatchNorm is not null
+                    ? $"float[] {l.Spec.Name}W = (float[]){Local(l, weight)}.Clone();"
+                    : $"float[] {l.Spec.Name}W = {Local(l, weight)};");
                 w.Line($"float[] {l.Spec.Name}B = global::AlexNet.Aot.WeightPacking.CopyOrZeros({bias}, {I(l.OutC)});");
                 if (l.FoldedBatchNorm is { } bn)
                 {
