@@ -250,61 +250,14 @@ public sealed class SafeTensorsFile : IWeightSource
 
         byte[] header = BuildHeader(list, metadata);
 
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full) ?? ".";
-        string temp = Path.Combine(dir, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N") + ".tmp");
-        try
+        AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                Span<byte> len = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
-                fs.Write(len);
-                fs.Write(header);
-                byte[]? scratch = BitConverter.IsLittleEndian ? null : new byte[4096];
-                foreach (var t in list)
-                {
-                    if (scratch is null)
-                    {
-                        fs.Write(MemoryMarshal.AsBytes(t.Data.AsSpan()));
-                    }
-                    else
-                    {
-                        for (int i = 0; i < t.Data.Length; i += scratch.Length / 4)
-                        {
-                            int n = Math.Min(scratch.Length / 4, t.Data.Length - i);
-                            for (int j = 0; j < n; j++)
-                                BinaryPrimitives.WriteSingleLittleEndian(scratch.AsSpan(j * 4), t.Data[i + j]);
-                            fs.Write(scratch, 0, n * 4);
-                        }
-                    }
-                }
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
-        {
-            TryDelete(temp);
-            throw new WeightsException($"{path}: cannot write the file: {e.Message}", e);
-        }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
-    }
-
-    private static void TryDelete(string file)
-    {
-        try
-        {
-            if (File.Exists(file)) File.Delete(file);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // best effort: the temporary file is left behind
-        }
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+            fs.Write(len);
+            fs.Write(header);
+            foreach (var t in list) AtomicFile.WriteFloats(fs, t.Data);
+        });
     }
 
     private static byte[] BuildHeader(List<(string Key, int[] Shape, float[] Data)> list, IReadOnlyDictionary<string, string>? metadata)

@@ -82,65 +82,18 @@ public static class OnnxExporter
         var modelTail = new ProtoWriter();
         modelTail.WriteMessage(8, opset);
 
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full) ?? ".";
-        string temp = Path.Combine(dir, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N") + ".tmp");
-        try
+        AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            fs.Write(modelHead.AsSpan());
+            fs.Write(before.AsSpan());
+            foreach ((byte[] head, float[] data) in initializers)
             {
-                fs.Write(modelHead.AsSpan());
-                fs.Write(before.AsSpan());
-                byte[]? scratch = BitConverter.IsLittleEndian ? null : new byte[4096];
-                foreach ((byte[] head, float[] data) in initializers)
-                {
-                    fs.Write(head);
-                    WriteFloatsLittleEndian(fs, data, scratch);
-                }
-                fs.Write(after.AsSpan());
-                fs.Write(modelTail.AsSpan());
-                fs.Flush(flushToDisk: true);
+                fs.Write(head);
+                AtomicFile.WriteFloats(fs, data);
             }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
-        {
-            TryDelete(temp);
-            throw new WeightsException($"{path}: cannot write the file: {e.Message}", e);
-        }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
-    }
-
-    private static void WriteFloatsLittleEndian(Stream s, float[] data, byte[]? scratch)
-    {
-        if (scratch is null)
-        {
-            s.Write(MemoryMarshal.AsBytes(data.AsSpan()));
-            return;
-        }
-        for (int i = 0; i < data.Length; i += scratch.Length / 4)
-        {
-            int n = Math.Min(scratch.Length / 4, data.Length - i);
-            for (int j = 0; j < n; j++)
-                BinaryPrimitives.WriteSingleLittleEndian(scratch.AsSpan(j * 4), data[i + j]);
-            s.Write(scratch, 0, n * 4);
-        }
-    }
-
-    private static void TryDelete(string file)
-    {
-        try
-        {
-            if (File.Exists(file)) File.Delete(file);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // best effort: the temporary file is left behind
-        }
+            fs.Write(after.AsSpan());
+            fs.Write(modelTail.AsSpan());
+        });
     }
 
     /// <summary>ValueInfoProto: name, TypeProto { tensor_type { elem_type FLOAT, shape [N or 1, dims...] } }.</summary>
