@@ -16,7 +16,9 @@ alexnet_step "build"
 dotnet build AlexNet.Aot.sln -c Release -nologo
 
 alexnet_step "test"
-dotnet test AlexNet.Aot.sln -c Release --no-build --nologo --logger "console;verbosity=normal"
+mkdir -p "$ALEXNET_ROOT/artifacts/logs"
+test_log="$ALEXNET_ROOT/artifacts/logs/dotnet-test.log"
+dotnet test AlexNet.Aot.sln -c Release --no-build --nologo --logger "console;verbosity=normal" | tee "$test_log"
 
 bash scripts/publish.sh --arm64
 
@@ -107,8 +109,11 @@ fi
 bash scripts/test-package.sh
 
 alexnet_step "end to end: the CLI tests against the NativeAOT launcher"
+cli_log="$ALEXNET_ROOT/artifacts/logs/dotnet-test-native-cli.log"
 ALEXNET_CLI="$launcher" dotnet test tests/AlexNet.Aot.Tests/AlexNet.Aot.Tests.csproj -c Release --no-build --nologo \
-    --filter "FullyQualifiedName~AlexNet.Aot.Tests.CliTests|FullyQualifiedName~AlexNet.Aot.Tests.ImagingTests|FullyQualifiedName~AlexNet.Aot.Tests.NewUserTests" --logger "console;verbosity=minimal"
+    --filter "FullyQualifiedName~AlexNet.Aot.Tests.CliTests|FullyQualifiedName~AlexNet.Aot.Tests.ImagingTests|FullyQualifiedName~AlexNet.Aot.Tests.NewUserTests" --logger "console;verbosity=minimal" | tee "$cli_log"
 
 echo
 echo "test.sh: all steps passed"
+# One closing line for every xunit run above (the solution's, then the CLI's against the NativeAOT launcher).
+awk '/^ +Passed: [0-9]+$/ {p += $2} /^ +Failed: [0-9]+$/ {f += $2} /Passed!  - Failed: +[0-9]+, Passed: +[0-9]+/ {gsub(",", ""); f += $4; p += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$test_log" "$cli_log"
