@@ -721,6 +721,11 @@ internal static class LayerEmitter
     private static void EmitPool(SourceWriter w, StepPlan s, int i, bool max)
     {
         OpSpec op = s.Op!;
+        if (max && op.Padding == 0)
+        {
+            EmitSeparableMaxPool(w, s, i);
+            return;
+        }
         string kind = max ? "MaxPool" : "AvgPool";
         Summary(w,
             $"Step {i}: <c>{X(op.Text)}</c> over {Shape(s.InC, s.InH, s.InW)} → {Shape(s.OutC, s.OutH, s.OutW)}: window {op.Kernel}x{op.Kernel}, stride {op.Stride}, padding {op.Padding}{(op.CeilMode ? ", ceil mode" : "")}"
@@ -754,6 +759,65 @@ internal static class LayerEmitter
                         }
                         if (!max && !op.CountIncludePad) w.Line("div = (y1 - y0) * (x1 - x0);");
                         w.Line(max ? "Unsafe.Add(ref dst, (c * OH + oy) * OW + ox) = m;" : "Unsafe.Add(ref dst, (c * OH + oy) * OW + ox) = m / div;");
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Max-pooling without padding, as two passes per output row: the window's rows reduced with vector max
+    /// (widest ISA, the last vector overlapping), then the columns in scalar. NaN propagates, as in PyTorch.</summary>
+    private static void EmitSeparableMaxPool(SourceWriter w, StepPlan s, int i)
+    {
+        OpSpec op = s.Op!;
+        Summary(w,
+            $"Step {i}: <c>{X(op.Text)}</c> over {Shape(s.InC, s.InH, s.InW)} → {Shape(s.OutC, s.OutH, s.OutW)}: window {op.Kernel}x{op.Kernel}, stride {op.Stride}{(op.CeilMode ? ", ceil mode (the last window is cut at the edge)" : "")}.",
+            "Separable: per output row, the window's input rows are reduced to one row with vector max (ISA ladder, the last",
+            "vector overlapping the one before), then each output takes the max of its columns. NaN propagates, as in PyTorch.");
+        using (w.Block($"private static void MaxPool{i}(ref float src, ref float dst, int part, int parts)"))
+        {
+            w.Line($"const int C = {s.InC}, H = {s.InH}, W = {s.InW}, OH = {s.OutH}, OW = {s.OutW}, KS = {op.Kernel}, S = {op.Stride};");
+            w.Line("Span<float> rowMax = stackalloc float[W];");
+            w.Line("ref float r = ref MemoryMarshal.GetReference(rowMax);");
+            Share(w, "c0", "c1", "C");
+            using (w.Block("for (int c = c0; c < c1; c++)"))
+            {
+                w.Line("ref float plane = ref Unsafe.Add(ref src, c * H * W);");
+                using (w.Block("for (int oy = 0; oy < OH; oy++)"))
+                {
+                    w.Line("int y0 = oy * S, y1 = y0 + KS > H ? H : y0 + KS;");
+                    w.Line("MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref plane, y0 * W), W).CopyTo(rowMax);");
+                    using (w.Block("for (int y = y0 + 1; y < y1; y++)"))
+                    {
+                        w.Line("ref float row = ref Unsafe.Add(ref plane, y * W);");
+                        bool first = true;
+                        foreach (IsaPath isa in IsaPath.Ladder)
+                        {
+                            if (isa.IsScalar || isa.Lanes > s.InW) continue;
+                            string V = isa.Vector;
+                            using (w.Block($"{(first ? "if" : "else if")} ({isa.Guard})"))
+                            {
+                                using (w.Block($"for (int x = 0; x < W; x += {isa.Lanes})"))
+                                {
+                                    w.Line($"nuint at = (nuint)(x + {isa.Lanes} <= W ? x : W - {isa.Lanes});");
+                                    w.Line($"{V}.Max({V}.LoadUnsafe(ref r, at), {V}.LoadUnsafe(ref row, at)).StoreUnsafe(ref r, at);");
+                                }
+                            }
+                            first = false;
+                        }
+                        using (w.Block(first ? "" : "else"))
+                        {
+                            using (w.Block("for (int x = 0; x < W; x++)"))
+                                w.Line("Unsafe.Add(ref r, x) = MathF.Max(Unsafe.Add(ref r, x), Unsafe.Add(ref row, x));");
+                        }
+                    }
+                    w.Line("ref float o = ref Unsafe.Add(ref dst, (c * OH + oy) * OW);");
+                    using (w.Block("for (int ox = 0; ox < OW; ox++)"))
+                    {
+                        w.Line("int x0 = ox * S, x1 = x0 + KS > W ? W : x0 + KS;");
+                        w.Line("float m = Unsafe.Add(ref r, x0);");
+                        w.Line("for (int x = x0 + 1; x < x1; x++) m = MathF.Max(m, Unsafe.Add(ref r, x));");
+                        w.Line("Unsafe.Add(ref o, ox) = m;");
                     }
                 }
             }
