@@ -24,7 +24,7 @@ mkdir -p "$results"
 dotnet run -c Release --project bench/AlexNet.Aot.Bench -- --filter "$filter" --join --exporters github \
     --launchCount 1 --warmupCount 3 --iterationCount 15 --artifacts "$root/bench/BenchmarkDotNet.Artifacts"
 latest=$(ls -t "$root"/bench/BenchmarkDotNet.Artifacts/results/*-report-github.md 2>/dev/null | head -n 1)
-[ -n "$latest" ] && cp "$latest" "$results/benchmarkdotnet-$(basename "$latest" | sed -e "s/-report-github.md//" -e "s/.*joined-//").md"
+[ -n "$latest" ] && cp "$latest" "$results/benchmarkdotnet-latest.md"
 
 dotnet build apps/alexnet -c Release -nologo -v q
 for model in alexnet-torchvision alexnet-2012; do
