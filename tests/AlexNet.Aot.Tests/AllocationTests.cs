@@ -34,19 +34,27 @@ public sealed class AllocationTests
         float[] input = RandomWeights.Uniform(batch * entry.Info.InputLength, 2);
         float[] output = new float[batch * entry.Info.Classes];
 
-        // Warm up: JIT every path, both output kinds.
-        for (int i = 0; i < 2; i++)
+        // Warm up to the steady state: JIT every path and both output kinds, past tiered compilation's call counts
+        // (30 calls) and on-stack replacement, then give the background tier-1 compiles time to be installed.
+        for (int i = 0; i < 20; i++)
         {
             net.Forward(input, output, batch, logits: true);
             net.Forward(input, output, batch, logits: false);
         }
+        System.Threading.Thread.Sleep(300);
 
-        // Five calls, logits and probabilities alternating.
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++)
-            net.Forward(input, output, batch, logits: i % 2 == 0);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated == 0, $"{model} batch {batch}, threads {net.Threads}: 5 Forward calls allocated {allocated} bytes on the calling thread");
+        // Five calls, logits and probabilities alternating. A one-off runtime event (a late tier-up) may still land
+        // in one round, so up to three rounds are measured: steady-state allocation would show in all of them.
+        var rounds = new System.Collections.Generic.List<long>();
+        for (int round = 0; round < 3; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 5; i++)
+                net.Forward(input, output, batch, logits: i % 2 == 0);
+            rounds.Add(GC.GetAllocatedBytesForCurrentThread() - before);
+            if (rounds[^1] == 0) break;
+        }
+        Assert.True(rounds[^1] == 0, $"{model} batch {batch}, threads {net.Threads}: 5 Forward calls allocated {string.Join(", then ", rounds)} bytes on the calling thread");
         Assert.All(output, v => Assert.True(float.IsFinite(v)));
     }
 }
