@@ -39,8 +39,9 @@ echo "packed in $((SECONDS - started)) s"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/alexnet-package.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-# Sources: the local folder feed (AlexNet.Aot comes only from there), the machine's NuGet cache as a
-# read-only feed (so the runtime's dependencies need no download when already there), and nuget.org.
+# Sources: the local folder feed, the machine's NuGet cache as a read-only feed (so the runtime's dependencies
+# need no download when already there), and the sources this machine's NuGet configuration already has (not
+# cleared), for the dependencies. That the sample restored our freshly packed AlexNet.Aot is checked below.
 cache_source=""
 global_packages=$(dotnet nuget locals global-packages --list | sed -n 's/^global-packages: //p')
 if [ -n "$global_packages" ] && [ -d "$global_packages" ]; then
@@ -53,16 +54,9 @@ cat >"$tmp/NuGet.config" <<XML
     <add key="globalPackagesFolder" value="$tmp/packages" />
   </config>
   <packageSources>
-    <clear />
     <add key="alexnet-local" value="$feed" />
     $cache_source
-    <add key="nuget.org" value="https://api.nuget.org/v3/index.json" protocolVersion="3" />
   </packageSources>
-  <packageSourceMapping>
-    <packageSource key="alexnet-local"><package pattern="AlexNet.Aot" /></packageSource>
-    $( [ -n "$cache_source" ] && echo '<packageSource key="machine-cache"><package pattern="*" /></packageSource>' )
-    <packageSource key="nuget.org"><package pattern="*" /></packageSource>
-  </packageSourceMapping>
 </configuration>
 XML
 
