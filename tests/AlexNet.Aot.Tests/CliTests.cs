@@ -353,7 +353,8 @@ internal static class Cli
             $"alexnet.dll not found: build apps/alexnet ({configuration}) first, or set ALEXNET_CLI to the alexnet binary or dll");
     }
 
-    private static string DotnetHost()
+    /// <summary>The dotnet host running this process (DOTNET_HOST_PATH, else DOTNET_ROOT's, else the one on PATH).</summary>
+    internal static string DotnetHost()
     {
         string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (!string.IsNullOrEmpty(host) && File.Exists(host)) return host;

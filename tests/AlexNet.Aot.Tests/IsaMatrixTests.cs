@@ -84,7 +84,7 @@ internal static class IsaCheck
     {
         var psi = new ProcessStartInfo
         {
-            FileName = DotnetHost(),
+            FileName = Cli.DotnetHost(),
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -132,18 +132,5 @@ internal static class IsaCheck
         }
         throw new InvalidOperationException(
             $"AlexNet.Aot.IsaCheck.dll not found: build tests/AlexNet.Aot.IsaCheck ({configuration}) first (building the tests does), or set ALEXNET_ISACHECK");
-    }
-
-    private static string DotnetHost()
-    {
-        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(host) && File.Exists(host)) return host;
-        string? root = Environment.GetEnvironmentVariable("DOTNET_ROOT");
-        if (!string.IsNullOrEmpty(root))
-        {
-            string candidate = Path.Combine(root, RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? "dotnet.exe" : "dotnet");
-            if (File.Exists(candidate)) return candidate;
-        }
-        return "dotnet";
     }
 }

@@ -197,9 +197,11 @@ internal static class LayerEmitter
 
     private static string PanelRowsLadder()
     {
+        // Rungs with the scalar path's tile height add nothing: they are left out.
+        int fallback = IsaPath.Ladder[IsaPath.Ladder.Length - 1].PanelRows;
         string r = "";
         foreach (IsaPath isa in IsaPath.Ladder)
-            r += isa.IsScalar ? I(isa.PanelRows) : $"{isa.Guard} ? {I(isa.PanelRows)} : ";
+            r += isa.IsScalar ? I(isa.PanelRows) : isa.PanelRows == fallback ? "" : $"{isa.Guard} ? {I(isa.PanelRows)} : ";
         return r;
     }
 
