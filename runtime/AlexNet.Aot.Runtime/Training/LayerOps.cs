@@ -1,0 +1,369 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace AlexNet.Aot.Training;
+
+/// <summary>
+/// Convolution (grouped too), forward and backward, as column gathers plus the blocked GEMM.
+/// Forward: Y_g = W_g [Cout/g, K] x col_g [K, n·P]; backward: dW_g += dY_g x col_gᵀ, db += row sums of dY_g,
+/// dcol = W_gᵀ x dY_g scattered back (col2im) into dX. K = Cin/g·kh·kw, P = OH·OW; small images are stacked
+/// n at a time along the columns so that every GEMM has at least ~256 columns. Work is split by image; each
+/// worker accumulates its own dW and db, summed in <see cref="Reduce"/>.
+/// </summary>
+internal sealed class ConvOp : TrainOp
+{
+    private readonly int _groups, _kh, _kw, _stride, _pad, _cinG, _coutG, _k, _p, _chunk;
+    private readonly TrainableTensor _weight;
+    private readonly TrainableTensor? _bias;
+    private readonly float[][] _dw; // per worker: dW then db
+    private readonly int _weightCount, _biasCount;
+
+    public ConvOp(string name, Shape3 input, Shape3 output, OperationInfo op, TrainableTensor weight, TrainableTensor? bias, int workers)
+        : base(name, input, output)
+    {
+        _groups = op.Groups;
+        _kh = op.KernelH;
+        _kw = op.KernelW;
+        _stride = op.Stride;
+        _pad = op.Padding;
+        _cinG = input.C / _groups;
+        _coutG = output.C / _groups;
+        _k = _cinG * _kh * _kw;
+        _p = output.Plane;
+        _chunk = Math.Max(1, Math.Min(16, (256 + _p - 1) / _p));
+        _weight = weight;
+        _bias = bias;
+        _weightCount = weight.Value.Length;
+        _biasCount = bias?.Value.Length ?? 0;
+        _dw = new float[workers][];
+        for (int w = 0; w < workers; w++) _dw[w] = new float[_weightCount + _biasCount];
+    }
+
+    public override bool HasParameters => true;
+    public override long ColFloats => (long)_k * _chunk * _p;
+    public override long TileFloats => _chunk > 1 ? (long)_coutG * _chunk * _p : 0;
+
+    public override void Forward(in StepContext ctx)
+    {
+        Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        float[] col = ctx.Scratch.Col, tile = ctx.Scratch.Tile;
+        int inSize = In.Size, outSize = Out.Size;
+        for (int i0 = b0; i0 < b1; i0 += _chunk)
+        {
+            int count = Math.Min(_chunk, b1 - i0), ncols = count * _p;
+            for (int g = 0; g < _groups; g++)
+            {
+                for (int j = 0; j < count; j++)
+                    Im2Col(X.AsSpan((i0 + j) * inSize + g * _cinG * In.Plane), col, ncols, j * _p);
+                ref float w = ref _weight.Value[g * _coutG * _k];
+                if (count == 1)
+                {
+                    ctx.Scratch.Gemm.Multiply(_coutG, _p, _k, ref w, _k, 1, ref col[0], ncols, 1, ref Y[i0 * outSize + g * _coutG * _p], _p, false);
+                }
+                else
+                {
+                    ctx.Scratch.Gemm.Multiply(_coutG, ncols, _k, ref w, _k, 1, ref col[0], ncols, 1, ref tile[0], ncols, false);
+                    for (int j = 0; j < count; j++)
+                        for (int o = 0; o < _coutG; o++)
+                            tile.AsSpan(o * ncols + j * _p, _p).CopyTo(Y.AsSpan((i0 + j) * outSize + (g * _coutG + o) * _p, _p));
+                }
+            }
+            if (_bias is not null)
+                for (int j = 0; j < count; j++)
+                    for (int o = 0; o < Out.C; o++)
+                        Vec.AddScalar(Y.AsSpan((i0 + j) * outSize + o * _p, _p), _bias.Value[o]);
+        }
+    }
+
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx)
+    {
+        Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        float[] col = ctx.Scratch.Col, tile = ctx.Scratch.Tile;
+        float[] acc = _dw[ctx.Worker];
+        bool grads = !Frozen;
+        if (grads) acc.AsSpan().Clear();
+        int inSize = In.Size, outSize = Out.Size;
+        if (ctx.NeedDx && b1 > b0) dx.AsSpan(b0 * inSize, (b1 - b0) * inSize).Clear();
+        for (int i0 = b0; i0 < b1; i0 += _chunk)
+        {
+            int count = Math.Min(_chunk, b1 - i0), ncols = count * _p;
+            for (int g = 0; g < _groups; g++)
+            {
+                // dY_g as a [coutG, ncols] matrix: in place for one image, gathered for a stack.
+                float[] dyg;
+                int dyOff, ld;
+                if (count == 1)
+                {
+                    dyg = dy;
+                    dyOff = i0 * outSize + g * _coutG * _p;
+                    ld = _p;
+                }
+                else
+                {
+                    for (int j = 0; j < count; j++)
+                        for (int o = 0; o < _coutG; o++)
+                            dy.AsSpan((i0 + j) * outSize + (g * _coutG + o) * _p, _p).CopyTo(tile.AsSpan(o * ncols + j * _p, _p));
+                    dyg = tile;
+                    dyOff = 0;
+                    ld = ncols;
+                }
+                if (grads)
+                {
+                    for (int j = 0; j < count; j++)
+                        Im2Col(X.AsSpan((i0 + j) * inSize + g * _cinG * In.Plane), col, ncols, j * _p);
+                    ctx.Scratch.Gemm.Multiply(_coutG, _k, ncols, ref dyg[dyOff], ld, 1, ref col[0], 1, ncols, ref acc[g * _coutG * _k], _k, true);
+                    if (_bias is not null)
+                        for (int o = 0; o < _coutG; o++)
+                            acc[_weightCount + g * _coutG + o] += (float)Vec.Sum(dyg.AsSpan(dyOff + o * ld, ncols));
+                }
+                if (ctx.NeedDx)
+                {
+                    ctx.Scratch.Gemm.Multiply(_k, ncols, _coutG, ref _weight.Value[g * _coutG * _k], 1, _k, ref dyg[dyOff], ld, 1, ref col[0], ncols, false);
+                    for (int j = 0; j < count; j++)
+                        Col2Im(col, ncols, j * _p, dx.AsSpan((i0 + j) * inSize + g * _cinG * In.Plane));
+                }
+            }
+        }
+    }
+
+    public override void Reduce(in StepContext ctx)
+    {
+        if (Frozen) return;
+        int total = _weightCount + _biasCount;
+        Split(total, ctx.Worker, ctx.Workers, out int s, out int e);
+        for (int i = s; i < e; i++)
+        {
+            float v = 0;
+            for (int w = 0; w < _dw.Length && w < ctx.Workers; w++) v += _dw[w][i];
+            if (i < _weightCount) _weight.Gradient[i] = v;
+            else _bias!.Gradient[i - _weightCount] = v;
+        }
+    }
+
+    /// <summary>Gathers one image's group input [cinG, H, W] into rows (ci, ky, kx) of col, columns offset.. offset+P.</summary>
+    private void Im2Col(ReadOnlySpan<float> x, float[] col, int ld, int offset)
+    {
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, s = _stride, pad = _pad;
+        int row = 0;
+        for (int ci = 0; ci < _cinG; ci++)
+        {
+            ReadOnlySpan<float> plane = x.Slice(ci * h * w, h * w);
+            for (int ky = 0; ky < _kh; ky++)
+            {
+                for (int kx = 0; kx < _kw; kx++, row++)
+                {
+                    Span<float> dst = col.AsSpan(row * ld + offset, oh * ow);
+                    // Output columns whose input x = ox*s - pad + kx lies inside [0, w).
+                    ValidColumns(kx, out int oxLo, out int oxHi);
+                    for (int oy = 0; oy < oh; oy++)
+                    {
+                        int iy = oy * s - pad + ky;
+                        Span<float> d = dst.Slice(oy * ow, ow);
+                        if ((uint)iy >= (uint)h || oxHi <= oxLo)
+                        {
+                            d.Clear();
+                            continue;
+                        }
+                        d.Slice(0, oxLo).Clear();
+                        d.Slice(oxHi).Clear();
+                        ReadOnlySpan<float> src = plane.Slice(iy * w);
+                        int ix = oxLo * s - pad + kx;
+                        if (s == 1) src.Slice(ix, oxHi - oxLo).CopyTo(d.Slice(oxLo));
+                        else
+                            for (int ox = oxLo; ox < oxHi; ox++, ix += s) d[ox] = src[ix];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Adds rows (ci, ky, kx) of dcol back onto one image's group input gradient [cinG, H, W].</summary>
+    private void Col2Im(float[] col, int ld, int offset, Span<float> dx)
+    {
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, s = _stride, pad = _pad;
+        int row = 0;
+        for (int ci = 0; ci < _cinG; ci++)
+        {
+            Span<float> plane = dx.Slice(ci * h * w, h * w);
+            for (int ky = 0; ky < _kh; ky++)
+            {
+                for (int kx = 0; kx < _kw; kx++, row++)
+                {
+                    ReadOnlySpan<float> src = col.AsSpan(row * ld + offset, oh * ow);
+                    ValidColumns(kx, out int oxLo, out int oxHi);
+                    if (oxHi <= oxLo) continue;
+                    for (int oy = 0; oy < oh; oy++)
+                    {
+                        int iy = oy * s - pad + ky;
+                        if ((uint)iy >= (uint)h) continue;
+                        ReadOnlySpan<float> sr = src.Slice(oy * ow);
+                        Span<float> d = plane.Slice(iy * w);
+                        int ix = oxLo * s - pad + kx;
+                        if (s == 1) Add(sr.Slice(oxLo, oxHi - oxLo), d.Slice(ix, oxHi - oxLo));
+                        else
+                            for (int ox = oxLo; ox < oxHi; ox++, ix += s) d[ix] += sr[ox];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The output columns [lo, hi) whose input column ox*stride - pad + kx lies inside the image.</summary>
+    private void ValidColumns(int kx, out int lo, out int hi)
+    {
+        int s = _stride, first = _pad - kx, last = In.W - 1 + _pad - kx;
+        lo = first <= 0 ? 0 : Math.Min(Out.W, (first + s - 1) / s);
+        hi = last < 0 ? 0 : Math.Min(Out.W, last / s + 1);
+        if (hi < lo) hi = lo;
+    }
+
+    private static void Add(ReadOnlySpan<float> src, Span<float> dst)
+    {
+        int i = 0;
+        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= src.Length; i += 8)
+                (System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref dst[i]) + System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref Unsafe.AsRef(in src[i]))).StoreUnsafe(ref dst[i]);
+        for (; i < src.Length; i++) dst[i] += src[i];
+    }
+}
+
+/// <summary>
+/// Fully connected layer over the whole batch: Y [B, Out] = X [B, In] x Wᵀ (+ b). Forward splits the output
+/// features across workers; backward computes dW [Out, In] = dYᵀ x X by rows of W and dX = dY x W by columns of X,
+/// so workers write disjoint parts and nothing needs reducing.
+/// </summary>
+internal sealed class DenseOp : TrainOp
+{
+    private readonly TrainableTensor _weight;
+    private readonly TrainableTensor? _bias;
+
+    public DenseOp(string name, Shape3 input, Shape3 output, TrainableTensor weight, TrainableTensor? bias) : base(name, input, output)
+    {
+        _weight = weight;
+        _bias = bias;
+    }
+
+    public override bool HasParameters => true;
+
+    public override void Forward(in StepContext ctx)
+    {
+        int fin = In.Size, fout = Out.Size;
+        SplitAligned(fout, 32, ctx.Worker, ctx.Workers, out int o0, out int o1);
+        if (o1 <= o0) return;
+        ctx.Scratch.Gemm.Multiply(ctx.Batch, o1 - o0, fin, ref X[0], fin, 1, ref _weight.Value[o0 * fin], 1, fin, ref Y[o0], fout, false);
+        if (_bias is not null)
+            for (int b = 0; b < ctx.Batch; b++)
+                for (int o = o0; o < o1; o++) Y[b * fout + o] += _bias.Value[o];
+    }
+
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx)
+    {
+        int fin = In.Size, fout = Out.Size, batch = ctx.Batch;
+        if (!Frozen)
+        {
+            SplitAligned(fout, 8, ctx.Worker, ctx.Workers, out int o0, out int o1);
+            if (o1 > o0)
+            {
+                ctx.Scratch.Gemm.Multiply(o1 - o0, fin, batch, ref dy[o0], 1, fout, ref X[0], fin, 1, ref _weight.Gradient[o0 * fin], fin, false);
+                if (_bias is not null)
+                {
+                    for (int o = o0; o < o1; o++)
+                    {
+                        double s = 0;
+                        for (int b = 0; b < batch; b++) s += dy[b * fout + o];
+                        _bias.Gradient[o] = (float)s;
+                    }
+                }
+            }
+        }
+        if (ctx.NeedDx)
+        {
+            SplitAligned(fin, 32, ctx.Worker, ctx.Workers, out int i0, out int i1);
+            if (i1 > i0)
+                ctx.Scratch.Gemm.Multiply(batch, i1 - i0, fout, ref dy[0], fout, 1, ref _weight.Value[i0], fin, 1, ref dx[i0], fin, false);
+        }
+    }
+}
+
+/// <summary>ReLU: y = max(x, 0); dx = dy where y &gt; 0. Split by element over the batch.</summary>
+internal sealed class ReluOp : TrainOp
+{
+    public ReluOp(string name, Shape3 shape) : base(name, shape, shape) { }
+
+    public override void Forward(in StepContext ctx)
+    {
+        Split(ctx.Batch * In.Size, ctx.Worker, ctx.Workers, out int s, out int e);
+        Vec.Relu(X.AsSpan(s, e - s), Y.AsSpan(s, e - s));
+    }
+
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx)
+    {
+        if (!ctx.NeedDx) return;
+        Split(ctx.Batch * In.Size, ctx.Worker, ctx.Workers, out int s, out int e);
+        Vec.ReluBackward(Y.AsSpan(s, e - s), dy.AsSpan(s, e - s), dx.AsSpan(s, e - s));
+    }
+}
+
+/// <summary>
+/// Inverted dropout: in training, y = x·m with m = 1/(1-p) or 0, drawn from a counter-based generator keyed by
+/// (seed, step, op, element), so masks are reproducible and a resumed run draws the same ones; dx = dy·m.
+/// In evaluation, or when dropout is switched off, the identity.
+/// </summary>
+internal sealed class DropoutOp : TrainOp
+{
+    private readonly float _p;
+    private readonly int _index;
+    private float[] _mask = Array.Empty<float>();
+    private bool _active;
+
+    public DropoutOp(string name, Shape3 shape, float p, int index) : base(name, shape, shape)
+    {
+        _p = p;
+        _index = index;
+    }
+
+    public bool Enabled { get; set; } = true;
+
+    public void Allocate(int maxBatch) => _mask = new float[(long)maxBatch * In.Size];
+
+    public override void Forward(in StepContext ctx)
+    {
+        Split(ctx.Batch * In.Size, ctx.Worker, ctx.Workers, out int s, out int e);
+        _active = ctx.Training && Enabled && _p > 0;
+        if (!_active)
+        {
+            X.AsSpan(s, e - s).CopyTo(Y.AsSpan(s, e - s));
+            return;
+        }
+        float keep = 1f / (1f - _p);
+        ulong stream = CounterRng.Hash(ctx.Seed, 0xD20F0000UL + (ulong)_index, (ulong)ctx.Step);
+        for (int i = s; i < e; i++)
+        {
+            float m = CounterRng.Uniform(stream, (ulong)i) >= _p ? keep : 0f;
+            _mask[i] = m;
+            Y[i] = X[i] * m;
+        }
+    }
+
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx)
+    {
+        if (!ctx.NeedDx) return;
+        Split(ctx.Batch * In.Size, ctx.Worker, ctx.Workers, out int s, out int e);
+        if (!_active)
+        {
+            dy.AsSpan(s, e - s).CopyTo(dx.AsSpan(s, e - s));
+            return;
+        }
+        for (int i = s; i < e; i++) dx[i] = dy[i] * _mask[i];
+    }
+}
+
+/// <summary>An op that passes data through (flatten; softmax, which the loss applies; a same-size adaptive pool).</summary>
+internal sealed class IdentityOp : TrainOp
+{
+    public IdentityOp(string name, Shape3 input, Shape3 output) : base(name, input, output) { }
+    public override bool IsIdentity => true;
+    public override void Forward(in StepContext ctx) { }
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx) { }
+}

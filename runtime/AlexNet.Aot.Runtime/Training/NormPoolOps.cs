@@ -1,0 +1,376 @@
+using System;
+
+namespace AlexNet.Aot.Training;
+
+/// <summary>
+/// Local response normalization across channels (PyTorch's LocalResponseNorm): s_c = k + alpha/size · Σ x_j² over
+/// j in [c - size/2, c + (size-1)/2] cut at the edges, y_c = x_c · s_c^-beta. Backward:
+/// dx_i = dy_i · s_i^-beta - (2·alpha·beta/size) · x_i · Σ_{j: i in window(j)} dy_j · y_j / s_j.
+/// The forward keeps s; both passes run over whole channel planes (vector-friendly), split by image.
+/// </summary>
+internal sealed class LrnOp : TrainOp
+{
+    private readonly int _size;
+    private readonly float _alpha, _beta, _k;
+    private float[] _scale = Array.Empty<float>();
+
+    public LrnOp(string name, Shape3 shape, OperationInfo op) : base(name, shape, shape)
+    {
+        _size = op.Size;
+        _alpha = op.Alpha;
+        _beta = op.Beta;
+        _k = op.K;
+    }
+
+    public override long LrnFloats => In.Size;
+
+    public void Allocate(int maxBatch) => _scale = new float[(long)maxBatch * In.Size];
+
+    private float PowNeg(float s) => _beta == 0.75f ? 1f / MathF.Sqrt(s * MathF.Sqrt(s)) : _beta == 0.5f ? 1f / MathF.Sqrt(s) : _beta == 1f ? 1f / s : MathF.Pow(s, -_beta);
+
+    public override void Forward(in StepContext ctx)
+    {
+        Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        int c = In.C, plane = In.Plane, size = In.Size;
+        float a = _alpha / _size;
+        int before = _size / 2, after = (_size - 1) / 2;
+        Span<float> sq = ctx.Scratch.Lrn.AsSpan(0, size);
+        for (int b = b0; b < b1; b++)
+        {
+            ReadOnlySpan<float> x = X.AsSpan(b * size, size);
+            Span<float> s = _scale.AsSpan(b * size, size), y = Y.AsSpan(b * size, size);
+            for (int i = 0; i < size; i++) sq[i] = x[i] * x[i];
+            for (int ch = 0; ch < c; ch++)
+            {
+                Span<float> sc = s.Slice(ch * plane, plane);
+                sc.Fill(0f);
+                int lo = Math.Max(0, ch - before), hi = Math.Min(c - 1, ch + after);
+                for (int j = lo; j <= hi; j++)
+                {
+                    ReadOnlySpan<float> q = sq.Slice(j * plane, plane);
+                    for (int i = 0; i < plane; i++) sc[i] += q[i];
+                }
+                ReadOnlySpan<float> xc = x.Slice(ch * plane, plane);
+                Span<float> yc = y.Slice(ch * plane, plane);
+                for (int i = 0; i < plane; i++)
+                {
+                    float v = _k + a * sc[i];
+                    sc[i] = v;
+                    yc[i] = xc[i] * PowNeg(v);
+                }
+            }
+        }
+    }
+
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx)
+    {
+        if (!ctx.NeedDx) return;
+        Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        int c = In.C, plane = In.Plane, size = In.Size;
+        float coef = 2f * _alpha * _beta / _size;
+        int before = _size / 2, after = (_size - 1) / 2;
+        Span<float> t = ctx.Scratch.Lrn.AsSpan(0, size);
+        for (int b = b0; b < b1; b++)
+        {
+            ReadOnlySpan<float> x = X.AsSpan(b * size, size), y = Y.AsSpan(b * size, size), s = _scale.AsSpan(b * size, size), g = dy.AsSpan(b * size, size);
+            Span<float> d = dx.AsSpan(b * size, size);
+            for (int i = 0; i < size; i++) t[i] = g[i] * y[i] / s[i];
+            for (int ch = 0; ch < c; ch++)
+            {
+                // Channel ch is in window(j) for j in [ch - after, ch + before].
+                Span<float> dc = d.Slice(ch * plane, plane);
+                dc.Fill(0f);
+                int lo = Math.Max(0, ch - after), hi = Math.Min(c - 1, ch + before);
+                for (int j = lo; j <= hi; j++)
+                {
+                    ReadOnlySpan<float> tj = t.Slice(j * plane, plane);
+                    for (int i = 0; i < plane; i++) dc[i] += tj[i];
+                }
+                ReadOnlySpan<float> xc = x.Slice(ch * plane, plane), sc = s.Slice(ch * plane, plane), gc = g.Slice(ch * plane, plane);
+                for (int i = 0; i < plane; i++)
+                    dc[i] = gc[i] * PowNeg(sc[i]) - coef * xc[i] * dc[i];
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Max pooling (square window, stride, zero padding that never wins, ceil mode as PyTorch): the forward records
+/// each output's arg-max, the backward adds dy to that input. Split by image.
+/// </summary>
+internal sealed class MaxPoolOp : TrainOp
+{
+    private readonly int _k, _s, _p;
+    private int[] _argmax = Array.Empty<int>();
+
+    public MaxPoolOp(string name, Shape3 input, Shape3 output, OperationInfo op) : base(name, input, output)
+    {
+        _k = op.KernelH;
+        _s = op.Stride;
+        _p = op.Padding;
+    }
+
+    public void Allocate(int maxBatch) => _argmax = new int[(long)maxBatch * Out.Size];
+
+    public override void Forward(in StepContext ctx)
+    {
+        Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W;
+        for (int b = b0; b < b1; b++)
+        {
+            for (int c = 0; c < In.C; c++)
+            {
+                ReadOnlySpan<float> x = X.AsSpan(b * In.Size + c * In.Plane, In.Plane);
+                int outBase = b * Out.Size + c * Out.Plane;
+                for (int oy = 0; oy < oh; oy++)
+                {
+                    int ys = Math.Max(oy * _s - _p, 0), ye = Math.Min(oy * _s - _p + _k, h);
+                    for (int ox = 0; ox < ow; ox++)
+                    {
+                        int xs = Math.Max(ox * _s - _p, 0), xe = Math.Min(ox * _s - _p + _k, w);
+                        float best = float.NegativeInfinity;
+                        int arg = ys * w + xs;
+                        for (int yy = ys; yy < ye; yy++)
+                        {
+                            for (int xx = xs; xx < xe; xx++)
+                            {
+                                float v = x[yy * w + xx];
+                                if (v > best || float.IsNaN(v))
+                                {
+                                    best = v;
+                                    arg = yy * w + xx;
+                                    if (float.IsNaN(v)) goto done;
+                                }
+                            }
+                        }
+                    done:
+                        Y[outBase + oy * ow + ox] = best;
+                        _argmax[outBase + oy * ow + ox] = arg;
+                    }
+                }
+            }
+        }
+    }
+
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx)
+    {
+        if (!ctx.NeedDx) return;
+        Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        for (int b = b0; b < b1; b++)
+        {
+            dx.AsSpan(b * In.Size, In.Size).Clear();
+            for (int c = 0; c < In.C; c++)
+            {
+                int inBase = b * In.Size + c * In.Plane, outBase = b * Out.Size + c * Out.Plane;
+                for (int i = 0; i < Out.Plane; i++) dx[inBase + _argmax[outBase + i]] += dy[outBase + i];
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Average pooling, PyTorch's AvgPool2d (window cut at n + padding; count_include_pad divides by that window,
+/// otherwise by the pixels inside the image), and AdaptiveAvgPool2d (rows floor(i·H/OH) .. ceil((i+1)·H/OH)).
+/// The backward spreads dy evenly over the window. Split by image.
+/// </summary>
+internal sealed class AvgPoolOp : TrainOp
+{
+    private readonly bool _adaptive, _includePad;
+    private readonly int _k, _s, _p;
+
+    public AvgPoolOp(string name, Shape3 input, Shape3 output, OperationInfo op, bool adaptive) : base(name, input, output)
+    {
+        _adaptive = adaptive;
+        _k = op.KernelH;
+        _s = op.Stride;
+        _p = op.Padding;
+        _includePad = op.CountIncludePad;
+    }
+
+    private void Window(int o, int n, int outN, out int start, out int end, out int padded)
+    {
+        if (_adaptive)
+        {
+            start = (int)((long)o * n / outN);
+            end = (int)(((long)(o + 1) * n + outN - 1) / outN);
+            padded = end - start;
+            return;
+        }
+        int s = o * _s - _p;
+        int e = Math.Min(s + _k, n + _p);
+        padded = e - s;
+        start = Math.Max(s, 0);
+        end = Math.Min(e, n);
+    }
+
+    public override void Forward(in StepContext ctx)
+    {
+        Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        for (int b = b0; b < b1; b++)
+            for (int c = 0; c < In.C; c++)
+            {
+                ReadOnlySpan<float> x = X.AsSpan(b * In.Size + c * In.Plane, In.Plane);
+                int outBase = b * Out.Size + c * Out.Plane;
+                for (int oy = 0; oy < Out.H; oy++)
+                {
+                    Window(oy, In.H, Out.H, out int ys, out int ye, out int ph);
+                    for (int ox = 0; ox < Out.W; ox++)
+                    {
+                        Window(ox, In.W, Out.W, out int xs, out int xe, out int pw);
+                        double sum = 0;
+                        for (int yy = ys; yy < ye; yy++)
+                            for (int xx = xs; xx < xe; xx++) sum += x[yy * In.W + xx];
+                        int div = _adaptive || _includePad ? ph * pw : (ye - ys) * (xe - xs);
+                        Y[outBase + oy * Out.W + ox] = (float)(sum / div);
+                    }
+                }
+            }
+    }
+
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx)
+    {
+        if (!ctx.NeedDx) return;
+        Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        for (int b = b0; b < b1; b++)
+        {
+            dx.AsSpan(b * In.Size, In.Size).Clear();
+            for (int c = 0; c < In.C; c++)
+            {
+                Span<float> d = dx.AsSpan(b * In.Size + c * In.Plane, In.Plane);
+                int outBase = b * Out.Size + c * Out.Plane;
+                for (int oy = 0; oy < Out.H; oy++)
+                {
+                    Window(oy, In.H, Out.H, out int ys, out int ye, out int ph);
+                    for (int ox = 0; ox < Out.W; ox++)
+                    {
+                        Window(ox, In.W, Out.W, out int xs, out int xe, out int pw);
+                        int div = _adaptive || _includePad ? ph * pw : (ye - ys) * (xe - xs);
+                        float g = dy[outBase + oy * Out.W + ox] / div;
+                        for (int yy = ys; yy < ye; yy++)
+                            for (int xx = xs; xx < xe; xx++) d[yy * In.W + xx] += g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Batch normalization. Training: normalizes with the batch's mean and biased variance, and updates the running
+/// statistics as PyTorch does (running = (1 - momentum)·running + momentum·batch, the variance unbiased: n/(n-1));
+/// evaluation: the running statistics. Backward (training mode):
+/// dx = gamma·invstd/N · (N·dy - Σdy - x̂·Σ(dy·x̂)), dgamma = Σ dy·x̂, dbeta = Σ dy. Split by channel over the batch.
+/// </summary>
+internal sealed class BatchNormOp : TrainOp
+{
+    private readonly float _eps, _momentum;
+    private readonly TrainableTensor _gamma, _beta, _mean, _var;
+    private readonly TrainableTensor? _tracked;
+    private readonly float[] _batchMean, _invStd;
+    private bool _trainingForward;
+
+    public BatchNormOp(string name, Shape3 shape, OperationInfo op, TrainableTensor gamma, TrainableTensor beta, TrainableTensor mean, TrainableTensor variance, TrainableTensor? tracked)
+        : base(name, shape, shape)
+    {
+        _eps = op.Eps;
+        _momentum = op.Momentum;
+        _gamma = gamma;
+        _beta = beta;
+        _mean = mean;
+        _var = variance;
+        _tracked = tracked;
+        _batchMean = new float[shape.C];
+        _invStd = new float[shape.C];
+    }
+
+    public override bool HasParameters => true;
+
+    public override void Forward(in StepContext ctx)
+    {
+        Split(In.C, ctx.Worker, ctx.Workers, out int c0, out int c1);
+        int plane = In.Plane, size = In.Size, batch = ctx.Batch;
+        _trainingForward = ctx.Training;
+        for (int c = c0; c < c1; c++)
+        {
+            float mean, invStd;
+            if (ctx.Training)
+            {
+                double sum = 0, sq = 0;
+                for (int b = 0; b < batch; b++)
+                {
+                    ReadOnlySpan<float> x = X.AsSpan(b * size + c * plane, plane);
+                    for (int i = 0; i < plane; i++)
+                    {
+                        sum += x[i];
+                        sq += (double)x[i] * x[i];
+                    }
+                }
+                long n = (long)batch * plane;
+                double m = sum / n, v = Math.Max(0, sq / n - m * m);
+                mean = (float)m;
+                invStd = (float)(1.0 / Math.Sqrt(v + _eps));
+                double unbiased = n > 1 ? v * n / (n - 1) : v;
+                _mean.Value[c] = (float)((1 - _momentum) * _mean.Value[c] + _momentum * m);
+                _var.Value[c] = (float)((1 - _momentum) * _var.Value[c] + _momentum * unbiased);
+            }
+            else
+            {
+                mean = _mean.Value[c];
+                invStd = (float)(1.0 / Math.Sqrt(_var.Value[c] + (double)_eps));
+            }
+            _batchMean[c] = mean;
+            _invStd[c] = invStd;
+            float scale = _gamma.Value[c] * invStd, shift = _beta.Value[c] - mean * scale;
+            for (int b = 0; b < batch; b++)
+            {
+                ReadOnlySpan<float> x = X.AsSpan(b * size + c * plane, plane);
+                Span<float> y = Y.AsSpan(b * size + c * plane, plane);
+                for (int i = 0; i < plane; i++) y[i] = x[i] * scale + shift;
+            }
+        }
+        if (ctx.Training && ctx.Worker == 0 && _tracked is not null) _tracked.Value[0] += 1;
+    }
+
+    public override void Backward(in StepContext ctx, float[] dy, float[] dx)
+    {
+        Split(In.C, ctx.Worker, ctx.Workers, out int c0, out int c1);
+        int plane = In.Plane, size = In.Size, batch = ctx.Batch;
+        long n = (long)batch * plane;
+        for (int c = c0; c < c1; c++)
+        {
+            float mean = _batchMean[c], inv = _invStd[c];
+            double sdy = 0, sdyx = 0;
+            for (int b = 0; b < batch; b++)
+            {
+                ReadOnlySpan<float> x = X.AsSpan(b * size + c * plane, plane), g = dy.AsSpan(b * size + c * plane, plane);
+                for (int i = 0; i < plane; i++)
+                {
+                    sdy += g[i];
+                    sdyx += g[i] * ((x[i] - mean) * inv);
+                }
+            }
+            if (!Frozen)
+            {
+                _gamma.Gradient[c] = (float)sdyx;
+                _beta.Gradient[c] = (float)sdy;
+            }
+            if (!ctx.NeedDx) continue;
+            float gamma = _gamma.Value[c];
+            for (int b = 0; b < batch; b++)
+            {
+                ReadOnlySpan<float> x = X.AsSpan(b * size + c * plane, plane), g = dy.AsSpan(b * size + c * plane, plane);
+                Span<float> d = dx.AsSpan(b * size + c * plane, plane);
+                if (_trainingForward)
+                {
+                    float k1 = gamma * inv, m1 = (float)(sdy / n), m2 = (float)(sdyx / n);
+                    for (int i = 0; i < plane; i++) d[i] = k1 * (g[i] - m1 - (x[i] - mean) * inv * m2);
+                }
+                else
+                {
+                    float k1 = gamma * inv;
+                    for (int i = 0; i < plane; i++) d[i] = k1 * g[i];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,478 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace AlexNet.Aot.Training;
+
+/// <summary>How a <see cref="Trainer"/> is set up.</summary>
+public sealed class TrainerOptions
+{
+    /// <summary>The largest batch a step accepts (buffers are planned for it once).</summary>
+    public int MaxBatch { get; init; } = 128;
+
+    /// <summary>Threads (the caller's included); 0: one per processor.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Seed of the dropout masks and of the initialization.</summary>
+    public ulong Seed { get; init; } = 1;
+
+    /// <summary>Initialization of the parameters that the weights source does not supply (or all, without one):
+    /// <c>he</c> (He-normal, fan-in, gain √2; zero biases), <c>paper</c> (the 2012 paper: N(0, 0.01) weights, biases 1 in
+    /// conv2, conv4, conv5 and the dense layers, 0 elsewhere) or <c>xavier</c> (Glorot-normal).</summary>
+    public string Init { get; init; } = "he";
+
+    /// <summary>When false, dropout is the identity in training too (PyTorch's reference fixtures set p = 0).</summary>
+    public bool Dropout { get; init; } = true;
+
+    /// <summary>Layer names whose parameters start from <see cref="Init"/> even when the weights source has them
+    /// (transfer learning: a new last layer); a source tensor of another shape for these is ignored.</summary>
+    public IReadOnlyCollection<string> Reinitialize { get; init; } = Array.Empty<string>();
+
+    /// <summary>Layer names whose parameters are not updated (e.g. every convolution, for fine-tuning the classifier).</summary>
+    public IReadOnlyCollection<string> Freeze { get; init; } = Array.Empty<string>();
+}
+
+/// <summary>
+/// Trains a compiled model: forward in training mode (dropout masks, batch statistics), softmax cross-entropy,
+/// backward through every operation and SGD with momentum and weight decay as PyTorch's <c>torch.optim.SGD</c>.
+/// Activations, gradients and scratch are planned once for <see cref="TrainerOptions.MaxBatch"/> images; a step
+/// allocates nothing. Work is split across a persistent thread team (by image for convolutions, pools and LRN, by
+/// channel for batch norm, by feature for dense layers). One step at a time per trainer.
+/// </summary>
+public sealed class Trainer : IDisposable, IParallelBody
+{
+    private readonly List<TrainableTensor> _tensors = new();
+    private readonly Dictionary<string, TrainableTensor> _byKey = new(StringComparer.Ordinal);
+    private readonly TrainOp[] _ops;
+    private readonly float[] _input;
+    private readonly float[] _g0, _g1;
+    private readonly int[] _labels;
+    private readonly WorkerScratch[] _scratch;
+    private readonly ThreadTeam? _team;
+    private readonly int _lowestTrainable;
+    private readonly int _classes;
+    private int _busy;
+    private bool _disposed;
+
+    // The current step (read by the workers inside Work).
+    private int _batch;
+    private bool _training, _backward, _update;
+    private float[] _logitsOut = Array.Empty<float>();
+
+    /// <summary>Builds a trainer for <paramref name="model"/>, with parameters from <paramref name="weights"/> where given
+    /// (checked like a session's: every missing or mis-shaped tensor is reported) and initialized otherwise.</summary>
+    /// <exception cref="WeightsException">the weights do not fit the model.</exception>
+    public Trainer(ModelInfo model, IWeightSource? weights, TrainerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Options = options ?? new TrainerOptions();
+        if (Options.MaxBatch < 1 || Options.MaxBatch > Network.MaxSupportedBatch)
+            throw new ArgumentOutOfRangeException(nameof(options), Options.MaxBatch, $"MaxBatch must be between 1 and {Network.MaxSupportedBatch}.");
+        if (Options.Threads < 0 || Options.Threads > 256)
+            throw new ArgumentOutOfRangeException(nameof(options), Options.Threads, "Threads must be between 0 (one per processor) and 256.");
+        Model = model;
+        _classes = model.Classes;
+        MaxBatch = Options.MaxBatch;
+        Threads = Options.Threads == 0 ? ThreadTeam.DefaultSize : Options.Threads;
+        var known = new HashSet<string>(StringComparer.Ordinal);
+        foreach (LayerInfo l in model.Layers) known.Add(l.Name);
+        foreach (string name in Options.Reinitialize)
+            if (!known.Contains(name)) throw new ArgumentException($"Reinitialize names layer '{name}', which model {model.Name} does not have (layers: {string.Join(", ", known)}).", nameof(options));
+        foreach (string name in Options.Freeze)
+            if (!known.Contains(name)) throw new ArgumentException($"Freeze names layer '{name}', which model {model.Name} does not have (layers: {string.Join(", ", known)}).", nameof(options));
+
+        CreateTensors(weights);
+        var ops = new List<TrainOp>();
+        BuildOps(ops);
+        _ops = ops.ToArray();
+
+        _lowestTrainable = _ops.Length;
+        for (int i = 0; i < _ops.Length; i++)
+            if (_ops[i].HasParameters && !_ops[i].Frozen) { _lowestTrainable = i; break; }
+
+        // Buffers: the input, one activation buffer per non-identity op, two gradient buffers of the largest activation.
+        long maxAct = model.InputLength;
+        _input = new float[(long)MaxBatch * model.InputLength];
+        float[] current = _input;
+        long col = 0, tile = 0, lrn = 0;
+        foreach (TrainOp op in _ops)
+        {
+            op.X = current;
+            if (op.IsIdentity) op.Y = current;
+            else
+            {
+                op.Y = new float[(long)MaxBatch * op.Out.Size];
+                current = op.Y;
+            }
+            maxAct = Math.Max(maxAct, Math.Max(op.In.Size, op.Out.Size));
+            col = Math.Max(col, op.ColFloats);
+            tile = Math.Max(tile, op.TileFloats);
+            lrn = Math.Max(lrn, op.LrnFloats);
+            switch (op)
+            {
+                case DropoutOp d: d.Allocate(MaxBatch); break;
+                case LrnOp l: l.Allocate(MaxBatch); break;
+                case MaxPoolOp m: m.Allocate(MaxBatch); break;
+            }
+        }
+        _g0 = new float[MaxBatch * maxAct];
+        _g1 = new float[MaxBatch * maxAct];
+        _labels = new int[MaxBatch];
+        _scratch = new WorkerScratch[Threads];
+        for (int w = 0; w < Threads; w++)
+            _scratch[w] = new WorkerScratch { Col = new float[col], Tile = new float[tile], Lrn = new float[lrn] };
+        _team = Threads > 1 ? new ThreadTeam(Threads) : null;
+    }
+
+    /// <summary>The model being trained.</summary>
+    public ModelInfo Model { get; }
+
+    /// <summary>The options the trainer was made with.</summary>
+    public TrainerOptions Options { get; }
+
+    /// <summary>The largest batch a step accepts.</summary>
+    public int MaxBatch { get; }
+
+    /// <summary>Threads a step runs on.</summary>
+    public int Threads { get; }
+
+    /// <summary>SGD learning rate (the schedule sets it before each step or epoch).</summary>
+    public float LearningRate { get; set; } = 0.01f;
+
+    /// <summary>SGD momentum (PyTorch's: buf = momentum·buf + d; the first step sets buf = d).</summary>
+    public float Momentum { get; set; } = 0.9f;
+
+    /// <summary>L2 weight decay, added to every trainable parameter's gradient (biases and batch-norm affine included, as PyTorch's default parameter group).</summary>
+    public float WeightDecay { get; set; } = 5e-4f;
+
+    /// <summary>Optimizer steps taken (0 before the first; the first step initializes the momentum buffers).</summary>
+    public long OptimizerSteps { get; set; }
+
+    /// <summary>Training steps run (keys the dropout masks; restored with a checkpoint so that a resumed run draws the same masks).</summary>
+    public long StepCount { get; set; }
+
+    /// <summary>Mean cross-entropy of the last step's batch.</summary>
+    public float LastLoss { get; private set; }
+
+    /// <summary>Images of the last batch whose top class was the label.</summary>
+    public int LastCorrect { get; private set; }
+
+    /// <summary>Images of the last batch whose label was among the top five classes.</summary>
+    public int LastTop5Correct { get; private set; }
+
+    /// <summary>Every parameter and running statistic, in the model's order.</summary>
+    public IReadOnlyList<TrainableTensor> Tensors => _tensors;
+
+    /// <summary>The tensor with checkpoint key <paramref name="key"/>.</summary>
+    public TrainableTensor this[string key] => _byKey.TryGetValue(key, out TrainableTensor? t) ? t : throw new KeyNotFoundException($"model {Model.Name} has no tensor '{key}'.");
+
+    /// <summary>Forward and backward on a batch, then one SGD step; returns the mean loss (NaN or infinite when training diverged: the parameters are then already updated with it, so keep a checkpoint).</summary>
+    public float Step(ReadOnlySpan<float> input, ReadOnlySpan<int> labels, int batch)
+    {
+        Run(input, labels, batch, training: true, backward: true, update: true, logits: default);
+        return LastLoss;
+    }
+
+    /// <summary>Forward and backward on a batch without updating: fills every <see cref="TrainableTensor.Gradient"/> (of the mean loss) and returns the loss.</summary>
+    public float ComputeGradients(ReadOnlySpan<float> input, ReadOnlySpan<int> labels, int batch)
+    {
+        Run(input, labels, batch, training: true, backward: true, update: false, logits: default);
+        return LastLoss;
+    }
+
+    /// <summary>One SGD step from the current gradients (after <see cref="ComputeGradients"/>).</summary>
+    public void ApplyGradients()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        for (int i = 0; i < _tensors.Count; i++) Update(_tensors[i], 0, 1);
+        OptimizerSteps++;
+    }
+
+    /// <summary>The forward pass in evaluation mode (no dropout, batch norm on running statistics): writes [batch, classes]
+    /// logits; with <paramref name="labels"/> also sets <see cref="LastLoss"/>, <see cref="LastCorrect"/> and <see cref="LastTop5Correct"/>.</summary>
+    public void Evaluate(ReadOnlySpan<float> input, int batch, Span<float> logits, ReadOnlySpan<int> labels = default)
+    {
+        if (logits.Length < batch * _classes) throw new ArgumentException($"logits has {logits.Length} floats; expected {batch * _classes}.", nameof(logits));
+        Run(input, labels, batch, training: false, backward: false, update: false, logits: logits);
+    }
+
+    private void Run(ReadOnlySpan<float> input, ReadOnlySpan<int> labels, int batch, bool training, bool backward, bool update, Span<float> logits)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if ((uint)(batch - 1) >= (uint)MaxBatch)
+            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"batch must be between 1 and this trainer's MaxBatch ({MaxBatch}).");
+        int len = Model.InputLength;
+        if (input.Length != batch * len) throw new ArgumentException($"input has {input.Length} floats; expected {batch * len} ({batch} images of {len}).", nameof(input));
+        bool hasLabels = !labels.IsEmpty;
+        if (backward && labels.Length != batch) throw new ArgumentException($"labels has {labels.Length} entries; expected {batch}.", nameof(labels));
+        if (hasLabels && labels.Length != batch) throw new ArgumentException($"labels has {labels.Length} entries; expected {batch}.", nameof(labels));
+        for (int i = 0; i < labels.Length; i++)
+            if ((uint)labels[i] >= (uint)_classes)
+                throw new ArgumentOutOfRangeException(nameof(labels), labels[i], $"label {i} is {labels[i]}; model {Model.Name} has classes 0..{_classes - 1}.");
+        if (Interlocked.Exchange(ref _busy, 1) != 0)
+            throw new InvalidOperationException("This trainer is already running a step on another thread; use one trainer per thread.");
+        try
+        {
+            input.CopyTo(_input);
+            labels.CopyTo(_labels);
+            _batch = batch;
+            _training = training;
+            _backward = backward;
+            _update = update;
+            if (_team is null) Work(0, 1);
+            else _team.Run(this);
+            float[] last = _ops.Length > 0 ? _ops[^1].Y : _input;
+            if (!logits.IsEmpty) last.AsSpan(0, batch * _classes).CopyTo(logits);
+            if (hasLabels && !backward) Score(last, batch, gradient: null);
+            if (training)
+            {
+                StepCount++;
+                if (update) OptimizerSteps++;
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    void IParallelBody.Work(int worker, int workers) => Work(worker, workers);
+
+    private void Work(int worker, int workers)
+    {
+        var ctx = new StepContext(worker, workers, _batch, _training, needDx: true, _scratch[worker], Options.Seed, StepCount);
+        for (int i = 0; i < _ops.Length; i++)
+        {
+            if (_ops[i].IsIdentity) continue;
+            _ops[i].Forward(ctx);
+            _team?.Barrier();
+        }
+        if (!_backward) return;
+        float[] dy = _g0, dx = _g1;
+        if (worker == 0) Score(_ops[^1].Y, _batch, dy);
+        _team?.Barrier();
+        for (int i = _ops.Length - 1; i >= _lowestTrainable; i--)
+        {
+            TrainOp op = _ops[i];
+            if (op.IsIdentity) continue;
+            bool needDx = i > _lowestTrainable;
+            op.Backward(ctx.WithNeedDx(needDx), dy, dx);
+            _team?.Barrier();
+            if (needDx) (dy, dx) = (dx, dy);
+        }
+        bool reduced = false;
+        foreach (TrainOp op in _ops)
+        {
+            if (op is ConvOp)
+            {
+                op.Reduce(ctx);
+                reduced = true;
+            }
+        }
+        if (reduced) _team?.Barrier();
+        if (_update)
+            for (int i = 0; i < _tensors.Count; i++) Update(_tensors[i], worker, workers);
+    }
+
+    /// <summary>Softmax cross-entropy of the logits against the labels: sets the loss and accuracy counts and, when
+    /// <paramref name="gradient"/> is given, writes dL/dlogits = (softmax - onehot) / batch into it.</summary>
+    private void Score(float[] logits, int batch, float[]? gradient)
+    {
+        double loss = 0;
+        int correct = 0, top5 = 0;
+        for (int b = 0; b < batch; b++)
+        {
+            ReadOnlySpan<float> z = logits.AsSpan(b * _classes, _classes);
+            int label = _labels[b];
+            float max = float.NegativeInfinity;
+            for (int c = 0; c < _classes; c++) if (z[c] > max) max = z[c];
+            double sum = 0;
+            for (int c = 0; c < _classes; c++) sum += Math.Exp(z[c] - max);
+            double lse = max + Math.Log(sum);
+            loss += lse - z[label];
+            int above = 0;
+            for (int c = 0; c < _classes; c++)
+                if (z[c] > z[label] || (z[c] == z[label] && c < label)) above++;
+            if (above == 0) correct++;
+            if (above < 5) top5++;
+            if (gradient is not null)
+            {
+                Span<float> g = gradient.AsSpan(b * _classes, _classes);
+                for (int c = 0; c < _classes; c++)
+                    g[c] = (float)((Math.Exp(z[c] - lse) - (c == label ? 1 : 0)) / batch);
+            }
+        }
+        LastLoss = (float)(loss / batch);
+        LastCorrect = correct;
+        LastTop5Correct = top5;
+    }
+
+    /// <summary>torch.optim.SGD (dampening 0, no Nesterov): d = g + wd·w; buf = d on the first step, else momentum·buf + d; w -= lr·buf.</summary>
+    private void Update(TrainableTensor t, int worker, int workers)
+    {
+        if (!t.Trainable || t.Frozen) return;
+        int n = t.Value.Length;
+        long s = (long)n * worker / workers, e = (long)n * (worker + 1) / workers;
+        float lr = LearningRate, mu = Momentum, wd = WeightDecay;
+        bool first = OptimizerSteps == 0;
+        float[] w = t.Value, g = t.Gradient, m = t.Momentum;
+        for (long i = s; i < e; i++)
+        {
+            float d = g[i] + wd * w[i];
+            float buf = first ? d : mu * m[i] + d;
+            m[i] = buf;
+            w[i] -= lr * buf;
+        }
+    }
+
+    /// <summary>The current parameters and running statistics as a weights source (shared arrays, not copies):
+    /// for a <see cref="Network"/> session, an export or a checkpoint.</summary>
+    public IWeightSource AsWeightSource()
+    {
+        var list = new List<LoadedTensor>(_tensors.Count);
+        foreach (TrainableTensor t in _tensors) list.Add(new LoadedTensor(t.Key, t.Shape, "F32", t.Value));
+        return new TensorSet(list, $"{Model.Name} (trainer, step {StepCount})");
+    }
+
+    /// <summary>Stops the thread team.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _team?.Dispose();
+    }
+
+    // ------------------------------------------------------------------ construction
+
+    private static bool IsRunningStat(string key) =>
+        key.EndsWith(".running_mean", StringComparison.Ordinal) || key.EndsWith(".running_var", StringComparison.Ordinal) ||
+        key.EndsWith(".num_batches_tracked", StringComparison.Ordinal);
+
+    private void CreateTensors(IWeightSource? weights)
+    {
+        var reinit = new HashSet<string>(Options.Reinitialize, StringComparer.Ordinal);
+        var frozen = new HashSet<string>(Options.Freeze, StringComparer.Ordinal);
+        WeightBinder? binder = weights is null ? null : new WeightBinder(weights, Model);
+        foreach (LayerInfo layer in Model.Layers)
+        {
+            foreach (ParameterInfo p in layer.Parameters)
+            {
+                var t = new TrainableTensor(p.Key, p.Shape, !IsRunningStat(p.Key)) { Frozen = frozen.Contains(layer.Name) };
+                _tensors.Add(t);
+                _byKey[p.Key] = t;
+                Initialize(layer, p, t);
+                if (binder is null || reinit.Contains(layer.Name)) continue;
+                if (p.Optional)
+                {
+                    if (weights!.TryGet(p.Key, out LoadedTensor opt) && opt.Data.Length == 1) t.Value[0] = opt.Data[0];
+                    binder.Take(p);
+                    continue;
+                }
+                float[]? data = binder.Take(p);
+                if (data is not null && data.Length == t.Value.Length) data.AsSpan().CopyTo(t.Value);
+            }
+        }
+        binder?.ThrowIfFailed();
+    }
+
+    private void Initialize(LayerInfo layer, ParameterInfo p, TrainableTensor t)
+    {
+        string key = p.Key;
+        int layerIndex = Array.IndexOf(Model.Layers, layer);
+        if (key.EndsWith(".running_var", StringComparison.Ordinal)) { t.Value.AsSpan().Fill(1f); return; }
+        if (IsRunningStat(key)) return;
+        bool isBn = false;
+        foreach (OperationInfo op in layer.Ops)
+            if (op.Kind == OperationKind.BatchNorm && key.StartsWith(op.CheckpointPrefix + ".", StringComparison.Ordinal)) isBn = true;
+        if (isBn)
+        {
+            if (key.EndsWith(".weight", StringComparison.Ordinal)) t.Value.AsSpan().Fill(1f);
+            return;
+        }
+        if (key.EndsWith(".bias", StringComparison.Ordinal))
+        {
+            // The paper: "We initialized the neuron biases in the second, fourth, and fifth convolutional layers, as well
+            // as in the fully-connected hidden layers, with the constant 1."
+            bool one = Options.Init == "paper" && (layer.Kind == "dense" || layerIndex is 1 or 3 or 4);
+            if (one) t.Value.AsSpan().Fill(1f);
+            return;
+        }
+        int fanIn = 1, fanOut = p.Shape[0];
+        for (int i = 1; i < p.Shape.Length; i++) fanIn *= p.Shape[i];
+        for (int i = 2; i < p.Shape.Length; i++) fanOut *= p.Shape[i];
+        double std = Options.Init switch
+        {
+            "he" => Math.Sqrt(2.0 / fanIn),
+            "paper" => 0.01,
+            "xavier" => Math.Sqrt(2.0 / (fanIn + fanOut)),
+            _ => throw new ArgumentException($"unknown init '{Options.Init}' (known: he, paper, xavier)."),
+        };
+        ulong stream = CounterRng.Hash(Options.Seed, 0x1417UL, (ulong)_tensors.Count);
+        for (int i = 0; i < t.Value.Length; i++) t.Value[i] = (float)(std * CounterRng.Normal(stream, (ulong)i));
+    }
+
+    private void BuildOps(List<TrainOp> ops)
+    {
+        int[] inShape = Model.InputShape;
+        var shape = new Shape3(inShape[0], inShape[1], inShape[2]);
+        int dropouts = 0;
+        foreach (LayerInfo layer in Model.Layers)
+        {
+            bool frozen = false;
+            foreach (string f in Options.Freeze) if (f == layer.Name) frozen = true;
+            foreach (OperationInfo op in layer.Ops)
+            {
+                Shape3 outShape = op.OutputShape.Length == 3 ? new Shape3(op.OutputShape[0], op.OutputShape[1], op.OutputShape[2])
+                    : new Shape3(op.OutputShape[0], 1, 1);
+                string name = layer.Name + "." + op.Kind.ToString().ToLowerInvariant();
+                string prefix = op.CheckpointPrefix;
+                TrainOp created = op.Kind switch
+                {
+                    OperationKind.Conv => new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads),
+                    OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null),
+                    OperationKind.Relu => new ReluOp(name, shape),
+                    OperationKind.Lrn => new LrnOp(name, shape, op),
+                    OperationKind.MaxPool => new MaxPoolOp(name, shape, outShape, op),
+                    OperationKind.AvgPool => new AvgPoolOp(name, shape, outShape, op, adaptive: false),
+                    OperationKind.AdaptiveAvgPool => outShape == shape ? new IdentityOp(name, shape, outShape) : new AvgPoolOp(name, shape, outShape, op, adaptive: true),
+                    OperationKind.BatchNorm => new BatchNormOp(name, shape, op, this[prefix + ".weight"], this[prefix + ".bias"], this[prefix + ".running_mean"],
+                        this[prefix + ".running_var"], _byKey.TryGetValue(prefix + ".num_batches_tracked", out TrainableTensor? nbt) ? nbt : null),
+                    OperationKind.Dropout => new DropoutOp(name, shape, op.P, dropouts++) { Enabled = Options.Dropout },
+                    OperationKind.Flatten => new IdentityOp(name, shape, new Shape3(shape.Size, 1, 1)),
+                    OperationKind.Softmax => new IdentityOp(name, shape, shape),
+                    _ => throw new NotSupportedException($"{Model.Name}.{layer.Name}: operation {op.Kind} has no training kernel."),
+                };
+                created.Frozen = frozen;
+                ops.Add(created);
+                shape = outShape;
+            }
+        }
+    }
+}
+
+/// <summary>Named tensors held in memory: an <see cref="IWeightSource"/> over arrays (not copied).</summary>
+public sealed class TensorSet : IWeightSource
+{
+    private readonly Dictionary<string, LoadedTensor> _tensors = new(StringComparer.Ordinal);
+    private readonly List<string> _keys = new();
+
+    /// <summary>Creates the set; keys must be unique.</summary>
+    public TensorSet(IEnumerable<LoadedTensor> tensors, string origin)
+    {
+        Origin = origin;
+        foreach (LoadedTensor t in tensors)
+        {
+            if (!_tensors.TryAdd(t.Key, t)) throw new ArgumentException($"duplicate tensor key '{t.Key}'.", nameof(tensors));
+            _keys.Add(t.Key);
+        }
+    }
+
+    /// <inheritdoc />
+    public string Origin { get; }
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Keys => _keys;
+
+    /// <inheritdoc />
+    public bool TryGet(string key, out LoadedTensor tensor) => _tensors.TryGetValue(key, out tensor!);
+}
