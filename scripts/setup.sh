@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine with only the .NET SDK needs to build, test and
 # publish the NativeAOT CLI: a C toolchain for the NativeAOT linker (clang, or gcc if present),
-# libc6-dev, binutils (objcopy) and zlib1g-dev. Idempotent and non-interactive; runs as root and
-# calls apt-get (update included) only when something is missing.
+# libc6-dev, binutils (objcopy) and zlib1g-dev; and the training data: dataset-fashion-mnist
+# (Fashion-MNIST's four gzip-compressed IDX files in /usr/share/datasets/fashion-mnist, read by
+# TrainingDataset.FashionMnist, the training tests and the main job). Idempotent and
+# non-interactive; runs as root and calls apt-get (update included) only when something is missing.
 #
-#   scripts/setup.sh          the x64 (host) toolchain only: what scripts/main.sh needs
+#   scripts/setup.sh          the x64 (host) toolchain and Fashion-MNIST: what scripts/main.sh needs
 #   scripts/setup.sh --arm64  also the linux-arm64 cross toolchain and qemu (scripts/test.sh):
 #                             clang-14 (the NativeAOT linker for --target=aarch64-linux-gnu),
 #                             gcc-aarch64-linux-gnu (aarch64-linux-gnu-objcopy and, with
@@ -37,7 +39,7 @@ if ! command -v clang >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
     missing+=(clang)
 fi
 if command -v dpkg-query >/dev/null 2>&1; then
-    for pkg in zlib1g-dev libc6-dev binutils; do
+    for pkg in zlib1g-dev libc6-dev binutils dataset-fashion-mnist; do
         installed "$pkg" || missing+=("$pkg")
     done
 fi
@@ -57,7 +59,7 @@ if [ "$arm64" = 1 ]; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "setup: nothing to install ($(command -v clang || command -v gcc), zlib1g-dev present$([ "$arm64" = 1 ] && echo ', arm64 cross toolchain and qemu present'))"
+    echo "setup: nothing to install ($(command -v clang || command -v gcc), zlib1g-dev and Fashion-MNIST present$([ "$arm64" = 1 ] && echo ', arm64 cross toolchain and qemu present'))"
     exit 0
 fi
 

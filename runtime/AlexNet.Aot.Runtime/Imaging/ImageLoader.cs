@@ -70,7 +70,11 @@ public static class ImageLoader
     /// 3 for R, G, B; 1 for luminance.</summary>
     /// <exception cref="ImageException">The file is missing, unreadable, not a JPEG or PNG by content, larger than
     /// <see cref="MaxFileBytes"/> or <see cref="MaxPixels"/>, corrupt or truncated; the message starts with <paramref name="path"/>.</exception>
-    public static PlanarImage Load(string path, int channels = 3)
+    public static PlanarImage Load(string path, int channels = 3) => Load(path, channels, otherFormats: false);
+
+    /// <summary>As <see cref="Load(string, int)"/>; with <paramref name="otherFormats"/>, BMP and WebP files (by content)
+    /// are decoded too (training image folders: <see cref="Training.TrainingDataset.ImageFolder"/>).</summary>
+    internal static PlanarImage Load(string path, int channels, bool otherFormats)
     {
         ArgumentNullException.ThrowIfNull(path);
         CheckChannels(channels);
@@ -92,12 +96,14 @@ public static class ImageLoader
         {
             throw new ImageException(path, $"cannot read the file: {e.Message}", e);
         }
-        return Decode(bytes, path, channels);
+        return Decode(bytes, path, channels, otherFormats);
     }
 
     /// <summary>Decodes a JPEG or PNG held in memory; <paramref name="origin"/> names it in error messages.</summary>
     /// <exception cref="ImageException">As <see cref="Load(string, int)"/>.</exception>
-    public static PlanarImage Decode(ReadOnlySpan<byte> bytes, string origin, int channels = 3)
+    public static PlanarImage Decode(ReadOnlySpan<byte> bytes, string origin, int channels = 3) => Decode(bytes, origin, channels, otherFormats: false);
+
+    private static PlanarImage Decode(ReadOnlySpan<byte> bytes, string origin, int channels, bool otherFormats)
     {
         origin ??= "<memory>";
         CheckChannels(channels);
@@ -105,15 +111,21 @@ public static class ImageLoader
             throw new ImageException(origin, "the file is empty, not a JPEG or PNG image");
         if (bytes.Length > MaxFileBytes)
             throw new ImageException(origin, $"the file is {bytes.Length} bytes, more than the {MaxFileBytes} bytes accepted for an image");
-        ImageFormat format = Sniff(bytes);
-        if (format == ImageFormat.None)
-            throw new ImageException(origin, $"not a JPEG or PNG image (by content: it starts with {Hex(bytes.Slice(0, Math.Min(8, bytes.Length)))})");
+        string? name = Sniff(bytes) switch
+        {
+            ImageFormat.Jpeg => "JPEG",
+            ImageFormat.Png => "PNG",
+            _ => otherFormats ? SniffOther(bytes) : null,
+        };
+        if (name is null)
+            throw new ImageException(origin, $"not a {(otherFormats ? "JPEG, PNG, BMP or WebP" : "JPEG or PNG")} image " +
+                $"(by content: it starts with {Hex(bytes.Slice(0, Math.Min(8, bytes.Length)))})");
 
         byte[] rgba;
         int width, height;
         try
         {
-            (rgba, width, height) = DecodeRgba(bytes, origin, format);
+            (rgba, width, height) = DecodeRgba(bytes, origin, name);
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException or TypeInitializationException)
         {
@@ -126,9 +138,8 @@ public static class ImageLoader
     }
 
     /// <summary>Skia: decodes to 8-bit RGBA, unpremultiplied, without colour conversion.</summary>
-    private static (byte[] Rgba, int Width, int Height) DecodeRgba(ReadOnlySpan<byte> bytes, string origin, ImageFormat format)
+    private static (byte[] Rgba, int Width, int Height) DecodeRgba(ReadOnlySpan<byte> bytes, string origin, string name)
     {
-        string name = format == ImageFormat.Jpeg ? "JPEG" : "PNG";
         using SKData data = SKData.CreateCopy(bytes);
         using SKCodec? codec = SKCodec.Create(data);
         if (codec is null)
@@ -189,6 +200,14 @@ public static class ImageLoader
             }
         }
         return image;
+    }
+
+    /// <summary>"BMP" for a file starting with "BM" (and long enough for its 14-byte file header and a DIB header size), "WebP" for RIFF....WEBP; else null.</summary>
+    private static string? SniffOther(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length >= 18 && bytes[0] == (byte)'B' && bytes[1] == (byte)'M') return "BMP";
+        if (bytes.Length >= 12 && bytes.Slice(0, 4).SequenceEqual("RIFF"u8) && bytes.Slice(8, 4).SequenceEqual("WEBP"u8)) return "WebP";
+        return null;
     }
 
     private static void CheckChannels(int channels)

@@ -1,4 +1,6 @@
 using System;
+using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace AlexNet.Aot.Training;
 
@@ -28,35 +30,73 @@ internal sealed class LrnOp : TrainOp
 
     private float PowNeg(float s) => _beta == 0.75f ? 1f / MathF.Sqrt(s * MathF.Sqrt(s)) : _beta == 0.5f ? 1f / MathF.Sqrt(s) : _beta == 1f ? 1f / s : MathF.Pow(s, -_beta);
 
+    /// <summary>s^-beta for a vector: beta 0.75, 0.5 and 1 by square roots and a division; other betas lane by lane.</summary>
+    private Vector<float> PowNeg(Vector<float> s)
+    {
+        if (_beta == 0.75f) return Vector<float>.One / Vector.SquareRoot(s * Vector.SquareRoot(s));
+        if (_beta == 0.5f) return Vector<float>.One / Vector.SquareRoot(s);
+        if (_beta == 1f) return Vector<float>.One / s;
+        Span<float> lanes = stackalloc float[Vector<float>.Count];
+        for (int i = 0; i < lanes.Length; i++) lanes[i] = MathF.Pow(s[i], -_beta);
+        return new Vector<float>(lanes);
+    }
+
+    /// <summary>dst = sum of the planes src[lo..hi] (each <paramref name="plane"/> floats).</summary>
+    private static void WindowSum(ReadOnlySpan<float> src, int lo, int hi, int plane, Span<float> dst)
+    {
+        int w = Vector<float>.Count, i = 0;
+        for (; i + w <= plane; i += w)
+        {
+            Vector<float> acc = Vector<float>.Zero;
+            for (int j = lo; j <= hi; j++) acc += new Vector<float>(src.Slice(j * plane + i, w));
+            acc.CopyTo(dst.Slice(i, w));
+        }
+        for (; i < plane; i++)
+        {
+            float acc = 0;
+            for (int j = lo; j <= hi; j++) acc += src[j * plane + i];
+            dst[i] = acc;
+        }
+    }
+
     public override void Forward(in StepContext ctx)
     {
         Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
-        int c = In.C, plane = In.Plane, size = In.Size;
+        int c = In.C, plane = In.Plane, size = In.Size, w = Vector<float>.Count;
         float a = _alpha / _size;
         int before = _size / 2, after = (_size - 1) / 2;
         Span<float> sq = ctx.Scratch.Lrn.AsSpan(0, size);
+        var va = new Vector<float>(a);
+        var vk = new Vector<float>(_k);
         for (int b = b0; b < b1; b++)
         {
             ReadOnlySpan<float> x = X.AsSpan(b * size, size);
             Span<float> s = _scale.AsSpan(b * size, size), y = Y.AsSpan(b * size, size);
-            for (int i = 0; i < size; i++) sq[i] = x[i] * x[i];
+            int i = 0;
+            for (; i + w <= size; i += w)
+            {
+                var v = new Vector<float>(x.Slice(i, w));
+                (v * v).CopyTo(sq.Slice(i, w));
+            }
+            for (; i < size; i++) sq[i] = x[i] * x[i];
             for (int ch = 0; ch < c; ch++)
             {
                 Span<float> sc = s.Slice(ch * plane, plane);
-                sc.Fill(0f);
-                int lo = Math.Max(0, ch - before), hi = Math.Min(c - 1, ch + after);
-                for (int j = lo; j <= hi; j++)
-                {
-                    ReadOnlySpan<float> q = sq.Slice(j * plane, plane);
-                    for (int i = 0; i < plane; i++) sc[i] += q[i];
-                }
+                WindowSum(sq, Math.Max(0, ch - before), Math.Min(c - 1, ch + after), plane, sc);
                 ReadOnlySpan<float> xc = x.Slice(ch * plane, plane);
                 Span<float> yc = y.Slice(ch * plane, plane);
-                for (int i = 0; i < plane; i++)
+                int p = 0;
+                for (; p + w <= plane; p += w)
                 {
-                    float v = _k + a * sc[i];
-                    sc[i] = v;
-                    yc[i] = xc[i] * PowNeg(v);
+                    Vector<float> v = vk + va * new Vector<float>(sc.Slice(p, w));
+                    v.CopyTo(sc.Slice(p, w));
+                    (new Vector<float>(xc.Slice(p, w)) * PowNeg(v)).CopyTo(yc.Slice(p, w));
+                }
+                for (; p < plane; p++)
+                {
+                    float v = _k + a * sc[p];
+                    sc[p] = v;
+                    yc[p] = xc[p] * PowNeg(v);
                 }
             }
         }
@@ -66,29 +106,34 @@ internal sealed class LrnOp : TrainOp
     {
         if (!ctx.NeedDx) return;
         Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
-        int c = In.C, plane = In.Plane, size = In.Size;
+        int c = In.C, plane = In.Plane, size = In.Size, w = Vector<float>.Count;
         float coef = 2f * _alpha * _beta / _size;
+        var vcoef = new Vector<float>(coef);
         int before = _size / 2, after = (_size - 1) / 2;
         Span<float> t = ctx.Scratch.Lrn.AsSpan(0, size);
         for (int b = b0; b < b1; b++)
         {
             ReadOnlySpan<float> x = X.AsSpan(b * size, size), y = Y.AsSpan(b * size, size), s = _scale.AsSpan(b * size, size), g = dy.AsSpan(b * size, size);
             Span<float> d = dx.AsSpan(b * size, size);
-            for (int i = 0; i < size; i++) t[i] = g[i] * y[i] / s[i];
+            int i = 0;
+            for (; i + w <= size; i += w)
+                (new Vector<float>(g.Slice(i, w)) * new Vector<float>(y.Slice(i, w)) / new Vector<float>(s.Slice(i, w))).CopyTo(t.Slice(i, w));
+            for (; i < size; i++) t[i] = g[i] * y[i] / s[i];
             for (int ch = 0; ch < c; ch++)
             {
                 // Channel ch is in window(j) for j in [ch - after, ch + before].
                 Span<float> dc = d.Slice(ch * plane, plane);
-                dc.Fill(0f);
-                int lo = Math.Max(0, ch - after), hi = Math.Min(c - 1, ch + before);
-                for (int j = lo; j <= hi; j++)
-                {
-                    ReadOnlySpan<float> tj = t.Slice(j * plane, plane);
-                    for (int i = 0; i < plane; i++) dc[i] += tj[i];
-                }
+                WindowSum(t, Math.Max(0, ch - after), Math.Min(c - 1, ch + before), plane, dc);
                 ReadOnlySpan<float> xc = x.Slice(ch * plane, plane), sc = s.Slice(ch * plane, plane), gc = g.Slice(ch * plane, plane);
-                for (int i = 0; i < plane; i++)
-                    dc[i] = gc[i] * PowNeg(sc[i]) - coef * xc[i] * dc[i];
+                int p = 0;
+                for (; p + w <= plane; p += w)
+                {
+                    Vector<float> r = new Vector<float>(gc.Slice(p, w)) * PowNeg(new Vector<float>(sc.Slice(p, w)))
+                        - vcoef * new Vector<float>(xc.Slice(p, w)) * new Vector<float>(dc.Slice(p, w));
+                    r.CopyTo(dc.Slice(p, w));
+                }
+                for (; p < plane; p++)
+                    dc[p] = gc[p] * PowNeg(sc[p]) - coef * xc[p] * dc[p];
             }
         }
     }
@@ -116,11 +161,14 @@ internal sealed class MaxPoolOp : TrainOp
     {
         Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
         int h = In.H, w = In.W, oh = Out.H, ow = Out.W;
+        ref float x0 = ref X[0];
+        ref float y0 = ref Y[0];
+        ref int a0 = ref _argmax[0];
         for (int b = b0; b < b1; b++)
         {
             for (int c = 0; c < In.C; c++)
             {
-                ReadOnlySpan<float> x = X.AsSpan(b * In.Size + c * In.Plane, In.Plane);
+                ref float x = ref Unsafe.Add(ref x0, b * In.Size + c * In.Plane);
                 int outBase = b * Out.Size + c * Out.Plane;
                 for (int oy = 0; oy < oh; oy++)
                 {
@@ -128,24 +176,24 @@ internal sealed class MaxPoolOp : TrainOp
                     for (int ox = 0; ox < ow; ox++)
                     {
                         int xs = Math.Max(ox * _s - _p, 0), xe = Math.Min(ox * _s - _p + _k, w);
-                        float best = float.NegativeInfinity;
                         int arg = ys * w + xs;
+                        float best = Unsafe.Add(ref x, arg);
                         for (int yy = ys; yy < ye; yy++)
                         {
+                            int row = yy * w;
                             for (int xx = xs; xx < xe; xx++)
                             {
-                                float v = x[yy * w + xx];
-                                if (v > best || float.IsNaN(v))
+                                float v = Unsafe.Add(ref x, row + xx);
+                                // Strictly greater keeps the first maximum; NaN propagates as in PyTorch.
+                                if (v > best || (float.IsNaN(v) && !float.IsNaN(best)))
                                 {
                                     best = v;
-                                    arg = yy * w + xx;
-                                    if (float.IsNaN(v)) goto done;
+                                    arg = row + xx;
                                 }
                             }
                         }
-                    done:
-                        Y[outBase + oy * ow + ox] = best;
-                        _argmax[outBase + oy * ow + ox] = arg;
+                        Unsafe.Add(ref y0, outBase + oy * ow + ox) = best;
+                        Unsafe.Add(ref a0, outBase + oy * ow + ox) = arg;
                     }
                 }
             }
