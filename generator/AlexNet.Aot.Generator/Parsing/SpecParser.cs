@@ -308,8 +308,18 @@ internal sealed class SpecParser
 
     private static readonly HashSet<string> RecipeKeys = new(StringComparer.Ordinal)
     {
-        "optimizer", "momentum", "weight_decay", "lr", "schedule", "milestones", "gamma", "patience",
-        "batch", "epochs", "augment", "init", "loss", "seed",
+        "optimizer", "momentum", "weight_decay", "lr", "schedule", "milestones", "gamma", "patience", "step_size",
+        "batch", "epochs", "augment", "pad", "init", "loss", "seed",
+    };
+
+    // The values the trainer understands for the named settings (checked here, so that a typo is a compile error).
+    private static readonly Dictionary<string, string[]> RecipeChoices = new(StringComparer.Ordinal)
+    {
+        ["optimizer"] = new[] { "sgd" },
+        ["schedule"] = new[] { "constant", "step", "multistep", "plateau" },
+        ["init"] = new[] { "he", "paper", "xavier" },
+        ["loss"] = new[] { "cross-entropy" },
+        ["augment"] = new[] { "none", "pad-crop", "random-crop", "random-resized-crop", "hflip", "pca-color" },
     };
 
     private void ParseTrain(List<Token> t)
@@ -325,11 +335,21 @@ internal sealed class SpecParser
             foreach (RecipeEntry e in _recipe)
                 if (e.Key == key) Error(Diagnostics.DuplicateArgument, t[i].Pos, $"train: '{key}' is given twice");
             bool numeric = key is "momentum" or "weight_decay" or "lr" or "gamma";
-            bool integer = key is "batch" or "epochs" or "patience" or "seed";
+            bool integer = key is "batch" or "epochs" or "patience" or "seed" or "pad" or "step_size";
+            int least = key is "seed" or "pad" or "patience" ? 0 : 1;
             if (numeric && (!TryFloat(value, out float f) || f < 0))
                 Error(Diagnostics.BadNumber, t[i].Pos, $"train: {key}={value} is not a non-negative number");
-            else if (integer && (!TryInt(value, out int n) || n < (key == "seed" ? 0 : 1)))
-                Error(Diagnostics.BadNumber, t[i].Pos, $"train: {key}={value} is not a positive whole number");
+            else if (integer && (!TryInt(value, out int n) || n < least))
+                Error(Diagnostics.BadNumber, t[i].Pos, $"train: {key}={value} is not a {(least == 0 ? "non-negative" : "positive")} whole number");
+            else if (RecipeChoices.TryGetValue(key, out string[]? choices))
+            {
+                foreach (string v in key == "augment" ? value.Split(',') : new[] { value })
+                    if (Array.IndexOf(choices, v) < 0)
+                    {
+                        Error(Diagnostics.UnknownKeyword, t[i].Pos, $"train: {key} '{v}' is not known (known: {string.Join(", ", choices)})");
+                        break;
+                    }
+            }
             else if (key == "milestones")
             {
                 foreach (string m in value.Split(','))
