@@ -8,13 +8,14 @@ namespace AlexNet.Aot.Training;
 /// Local response normalization across channels (PyTorch's LocalResponseNorm): s_c = k + alpha/size · Σ x_j² over
 /// j in [c - size/2, c + (size-1)/2] cut at the edges, y_c = x_c · s_c^-beta. Backward:
 /// dx_i = dy_i · s_i^-beta - (2·alpha·beta/size) · x_i · Σ_{j: i in window(j)} dy_j · y_j / s_j.
-/// The forward keeps s; both passes run over whole channel planes (vector-friendly), split by image.
+/// The forward keeps s^-beta and s^(-beta-1), so the backward needs no root or division; both passes run over whole channel planes (vector-friendly), split by image.
 /// </summary>
 internal sealed class LrnOp : TrainOp
 {
     private readonly int _size;
     private readonly float _alpha, _beta, _k;
-    private float[] _scale = Array.Empty<float>();
+    private float[] _pow = Array.Empty<float>();   // s^-beta
+    private float[] _ratio = Array.Empty<float>(); // s^-beta / s
 
     public LrnOp(string name, Shape3 shape, OperationInfo op) : base(name, shape, shape)
     {
@@ -26,18 +27,29 @@ internal sealed class LrnOp : TrainOp
 
     public override long LrnFloats => In.Size;
 
-    public void Allocate(int maxBatch) => _scale = new float[(long)maxBatch * In.Size];
+    public void Allocate(int maxBatch)
+    {
+        _pow = new float[(long)maxBatch * In.Size];
+        _ratio = new float[(long)maxBatch * In.Size];
+    }
 
     private float PowNeg(float s) => _beta == 0.75f ? 1f / MathF.Sqrt(s * MathF.Sqrt(s)) : _beta == 0.5f ? 1f / MathF.Sqrt(s) : _beta == 1f ? 1f / s : MathF.Pow(s, -_beta);
 
     /// <summary>s^-beta for a vector: beta 0.75, 0.5 and 1 by square roots and a division; other betas lane by lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Vector<float> PowNeg(Vector<float> s)
     {
         if (_beta == 0.75f) return Vector<float>.One / Vector.SquareRoot(s * Vector.SquareRoot(s));
         if (_beta == 0.5f) return Vector<float>.One / Vector.SquareRoot(s);
         if (_beta == 1f) return Vector<float>.One / s;
+        return PowNegLanes(s, _beta);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Vector<float> PowNegLanes(Vector<float> s, float beta)
+    {
         Span<float> lanes = stackalloc float[Vector<float>.Count];
-        for (int i = 0; i < lanes.Length; i++) lanes[i] = MathF.Pow(s[i], -_beta);
+        for (int i = 0; i < lanes.Length; i++) lanes[i] = MathF.Pow(s[i], -beta);
         return new Vector<float>(lanes);
     }
 
@@ -71,7 +83,7 @@ internal sealed class LrnOp : TrainOp
         for (int b = b0; b < b1; b++)
         {
             ReadOnlySpan<float> x = X.AsSpan(b * size, size);
-            Span<float> s = _scale.AsSpan(b * size, size), y = Y.AsSpan(b * size, size);
+            Span<float> s = _pow.AsSpan(b * size, size), r = _ratio.AsSpan(b * size, size), y = Y.AsSpan(b * size, size);
             int i = 0;
             for (; i + w <= size; i += w)
             {
@@ -81,7 +93,7 @@ internal sealed class LrnOp : TrainOp
             for (; i < size; i++) sq[i] = x[i] * x[i];
             for (int ch = 0; ch < c; ch++)
             {
-                Span<float> sc = s.Slice(ch * plane, plane);
+                Span<float> sc = s.Slice(ch * plane, plane), rc = r.Slice(ch * plane, plane);
                 WindowSum(sq, Math.Max(0, ch - before), Math.Min(c - 1, ch + after), plane, sc);
                 ReadOnlySpan<float> xc = x.Slice(ch * plane, plane);
                 Span<float> yc = y.Slice(ch * plane, plane);
@@ -89,14 +101,18 @@ internal sealed class LrnOp : TrainOp
                 for (; p + w <= plane; p += w)
                 {
                     Vector<float> v = vk + va * new Vector<float>(sc.Slice(p, w));
-                    v.CopyTo(sc.Slice(p, w));
-                    (new Vector<float>(xc.Slice(p, w)) * PowNeg(v)).CopyTo(yc.Slice(p, w));
+                    Vector<float> pw = PowNeg(v);
+                    pw.CopyTo(sc.Slice(p, w));
+                    (pw / v).CopyTo(rc.Slice(p, w));
+                    (new Vector<float>(xc.Slice(p, w)) * pw).CopyTo(yc.Slice(p, w));
                 }
                 for (; p < plane; p++)
                 {
                     float v = _k + a * sc[p];
-                    sc[p] = v;
-                    yc[p] = xc[p] * PowNeg(v);
+                    float pw = PowNeg(v);
+                    sc[p] = pw;
+                    rc[p] = pw / v;
+                    yc[p] = xc[p] * pw;
                 }
             }
         }
@@ -113,12 +129,13 @@ internal sealed class LrnOp : TrainOp
         Span<float> t = ctx.Scratch.Lrn.AsSpan(0, size);
         for (int b = b0; b < b1; b++)
         {
-            ReadOnlySpan<float> x = X.AsSpan(b * size, size), y = Y.AsSpan(b * size, size), s = _scale.AsSpan(b * size, size), g = dy.AsSpan(b * size, size);
+            ReadOnlySpan<float> x = X.AsSpan(b * size, size), s = _pow.AsSpan(b * size, size), r = _ratio.AsSpan(b * size, size), g = dy.AsSpan(b * size, size);
             Span<float> d = dx.AsSpan(b * size, size);
             int i = 0;
+            // t_j = dy_j * x_j * s_j^(-beta-1) (= dy_j * y_j / s_j).
             for (; i + w <= size; i += w)
-                (new Vector<float>(g.Slice(i, w)) * new Vector<float>(y.Slice(i, w)) / new Vector<float>(s.Slice(i, w))).CopyTo(t.Slice(i, w));
-            for (; i < size; i++) t[i] = g[i] * y[i] / s[i];
+                (new Vector<float>(g.Slice(i, w)) * new Vector<float>(x.Slice(i, w)) * new Vector<float>(r.Slice(i, w))).CopyTo(t.Slice(i, w));
+            for (; i < size; i++) t[i] = g[i] * x[i] * r[i];
             for (int ch = 0; ch < c; ch++)
             {
                 // Channel ch is in window(j) for j in [ch - after, ch + before].
@@ -128,12 +145,12 @@ internal sealed class LrnOp : TrainOp
                 int p = 0;
                 for (; p + w <= plane; p += w)
                 {
-                    Vector<float> r = new Vector<float>(gc.Slice(p, w)) * PowNeg(new Vector<float>(sc.Slice(p, w)))
+                    Vector<float> v = new Vector<float>(gc.Slice(p, w)) * new Vector<float>(sc.Slice(p, w))
                         - vcoef * new Vector<float>(xc.Slice(p, w)) * new Vector<float>(dc.Slice(p, w));
-                    r.CopyTo(dc.Slice(p, w));
+                    v.CopyTo(dc.Slice(p, w));
                 }
                 for (; p < plane; p++)
-                    dc[p] = gc[p] * PowNeg(sc[p]) - coef * xc[p] * dc[p];
+                    dc[p] = gc[p] * sc[p] - coef * xc[p] * dc[p];
             }
         }
     }
@@ -164,6 +181,9 @@ internal sealed class MaxPoolOp : TrainOp
         ref float x0 = ref X[0];
         ref float y0 = ref Y[0];
         ref int a0 = ref _argmax[0];
+        bool separable = _p == 0 && w <= 2048;
+        Span<float> colMax = separable ? stackalloc float[w] : default;
+        Span<int> colArg = separable ? stackalloc int[w] : default;
         for (int b = b0; b < b1; b++)
         {
             for (int c = 0; c < In.C; c++)
@@ -173,6 +193,27 @@ internal sealed class MaxPoolOp : TrainOp
                 for (int oy = 0; oy < oh; oy++)
                 {
                     int ys = Math.Max(oy * _s - _p, 0), ye = Math.Min(oy * _s - _p + _k, h);
+                    if (separable)
+                    {
+                        // The window's rows reduced with vector compares (keeping the first maximum's index), then its columns.
+                        ColumnMax(ref x, ys, ye, w, colMax, colArg);
+                        for (int ox = 0; ox < ow; ox++)
+                        {
+                            int xs = ox * _s, xe = Math.Min(xs + _k, w);
+                            float best = colMax[xs];
+                            int arg = colArg[xs];
+                            for (int xx = xs + 1; xx < xe; xx++)
+                            {
+                                float v = colMax[xx];
+                                bool gt = v > best;
+                                arg = gt ? colArg[xx] : arg;
+                                best = gt ? v : best;
+                            }
+                            Unsafe.Add(ref y0, outBase + oy * ow + ox) = best;
+                            Unsafe.Add(ref a0, outBase + oy * ow + ox) = arg;
+                        }
+                        continue;
+                    }
                     for (int ox = 0; ox < ow; ox++)
                     {
                         int xs = Math.Max(ox * _s - _p, 0), xe = Math.Min(ox * _s - _p + _k, w);
@@ -197,6 +238,46 @@ internal sealed class MaxPoolOp : TrainOp
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>For every column, the maximum over rows [ys, ye) and the plane index of its first occurrence.</summary>
+    private static void ColumnMax(ref float x, int ys, int ye, int w, Span<float> colMax, Span<int> colArg)
+    {
+        int vw = Vector<float>.Count, i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            Vector<int> iota = Vector<int>.Indices;
+            for (; i + vw <= w; i += vw)
+            {
+                var best = Vector.LoadUnsafe(ref Unsafe.Add(ref x, ys * w + i));
+                Vector<int> arg = iota + new Vector<int>(ys * w + i);
+                for (int r = ys + 1; r < ye; r++)
+                {
+                    var v = Vector.LoadUnsafe(ref Unsafe.Add(ref x, r * w + i));
+                    Vector<int> gt = Vector.GreaterThan(v, best);
+                    best = Vector.ConditionalSelect(gt, v, best);
+                    arg = Vector.ConditionalSelect(gt, iota + new Vector<int>(r * w + i), arg);
+                }
+                best.CopyTo(colMax.Slice(i));
+                arg.CopyTo(colArg.Slice(i));
+            }
+        }
+        for (; i < w; i++)
+        {
+            float best = Unsafe.Add(ref x, ys * w + i);
+            int arg = ys * w + i;
+            for (int r = ys + 1; r < ye; r++)
+            {
+                float v = Unsafe.Add(ref x, r * w + i);
+                if (v > best)
+                {
+                    best = v;
+                    arg = r * w + i;
+                }
+            }
+            colMax[i] = best;
+            colArg[i] = arg;
         }
     }
 

@@ -39,7 +39,7 @@ public sealed class TrainerOptions
 /// allocates nothing. Work is split across a persistent thread team (by image for convolutions, pools and LRN, by
 /// channel for batch norm, by feature for dense layers). One step at a time per trainer.
 /// </summary>
-public sealed class Trainer : IDisposable, IParallelBody
+public sealed partial class Trainer : IDisposable, IParallelBody
 {
     private readonly List<TrainableTensor> _tensors = new();
     private readonly Dictionary<string, TrainableTensor> _byKey = new(StringComparer.Ordinal);
