@@ -42,6 +42,12 @@ public sealed class ThreadTeam : IDisposable
         }
     }
 
+    private long _workerAllocatedBytes;
+
+    /// <summary>Bytes the background members have allocated while running bodies (for the zero-allocation tests:
+    /// the caller's own allocations show in <see cref="GC.GetAllocatedBytesForCurrentThread"/>).</summary>
+    internal long WorkerAllocatedBytes => Volatile.Read(ref _workerAllocatedBytes);
+
     /// <summary>The number of members, the caller included.</summary>
     public int Size { get; }
 
@@ -96,7 +102,9 @@ public sealed class ThreadTeam : IDisposable
             if (_stopping) return;
             try
             {
+                long before = GC.GetAllocatedBytesForCurrentThread();
                 _body!.Work(worker, Size);
+                Interlocked.Add(ref _workerAllocatedBytes, GC.GetAllocatedBytesForCurrentThread() - before);
             }
             catch (Exception e)
             {

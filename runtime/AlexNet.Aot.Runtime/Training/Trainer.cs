@@ -334,6 +334,9 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         return new TensorSet(list, $"{Model.Name} (trainer, step {StepCount})");
     }
 
+    /// <summary>Bytes the team's background threads have allocated inside steps (zero-allocation tests).</summary>
+    internal long WorkerAllocatedBytes => _team?.WorkerAllocatedBytes ?? 0;
+
     /// <summary>Stops the thread team.</summary>
     public void Dispose()
     {
