@@ -71,6 +71,11 @@ public sealed class IsaMatrixTests
         int wanted = 3 + 2 * AlexNet.Aot.Tests.Specs.ModelCatalog.All.Count;
         Assert.True(oks >= wanted, $"only {oks} checks passed, expected at least {wanted}:\n{stdout}");
         Assert.True(exit == 0, $"exit code {exit}:\n{stdout}\n{stderr}");
+
+        // The training kernels take the same rung, and their gradients and SGD steps match PyTorch on it.
+        string trainingPath = expected switch { "avx512" => "avx512", "avx2" => "avx2", "scalar" => "scalar", _ => "vector128" };
+        Assert.Contains("# training gemm=" + trainingPath, lines);
+        Assert.Equal(3, lines.Count(l => l.StartsWith("ok train ", StringComparison.Ordinal)));
     }
 }
 

@@ -124,6 +124,9 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         _team = Threads > 1 ? new ThreadTeam(Threads) : null;
     }
 
+    /// <summary>The instruction set the training kernels run on in this process: <c>avx512</c>, <c>avx2</c>, <c>vector128</c> (NEON or SSE) or <c>scalar</c>.</summary>
+    public static string KernelPath => Gemm.Path;
+
     /// <summary>The model being trained.</summary>
     public ModelInfo Model { get; }
 
