@@ -112,7 +112,9 @@ internal sealed class ConvOp : TrainOp
                 {
                     for (int j = 0; j < count; j++)
                         Im2Col(X.AsSpan((i0 + j) * inSize + g * _cinG * In.Plane), col, ncols, j * _p);
-                    ctx.Scratch.Gemm.Multiply(_coutG, _k, ncols, ref dyg[dyOff], ld, 1, ref col[0], 1, ncols, ref acc[g * _coutG * _k], _k, true);
+                    // dW_gᵀ [K, coutG] += col [K, ncols] x dY_gᵀ: the column matrix is read along its rows (the cheap way
+                    // to pack it); Reduce transposes while summing the workers' buffers.
+                    ctx.Scratch.Gemm.Multiply(_k, _coutG, ncols, ref col[0], ncols, 1, ref dyg[dyOff], 1, ld, ref acc[g * _coutG * _k], _coutG, true);
                     if (_bias is not null)
                         for (int o = 0; o < _coutG; o++)
                             acc[_weightCount + g * _coutG + o] += (float)Vec.Sum(dyg.AsSpan(dyOff + o * ld, ncols));
@@ -130,14 +132,27 @@ internal sealed class ConvOp : TrainOp
     public override void Reduce(in StepContext ctx)
     {
         if (Frozen) return;
-        int total = _weightCount + _biasCount;
-        Split(total, ctx.Worker, ctx.Workers, out int s, out int e);
-        for (int i = s; i < e; i++)
+        // Rows of dW (output channels) split across workers; each worker's buffer holds dW_gᵀ per group.
+        int rows = Out.C;
+        Split(rows, ctx.Worker, ctx.Workers, out int r0, out int r1);
+        int workers = Math.Min(_dw.Length, ctx.Workers);
+        for (int row = r0; row < r1; row++)
         {
-            float v = 0;
-            for (int w = 0; w < _dw.Length && w < ctx.Workers; w++) v += _dw[w][i];
-            if (i < _weightCount) _weight.Gradient[i] = v;
-            else _bias!.Gradient[i - _weightCount] = v;
+            int g = row / _coutG, o = row % _coutG;
+            int src = g * _coutG * _k + o;
+            Span<float> dst = _weight.Gradient.AsSpan(row * _k, _k);
+            for (int r = 0; r < _k; r++)
+            {
+                float v = 0;
+                for (int w = 0; w < workers; w++) v += _dw[w][src + r * _coutG];
+                dst[r] = v;
+            }
+            if (_bias is not null)
+            {
+                float b = 0;
+                for (int w = 0; w < workers; w++) b += _dw[w][_weightCount + row];
+                _bias.Gradient[row] = b;
+            }
         }
     }
 
