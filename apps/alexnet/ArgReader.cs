@@ -74,6 +74,12 @@ internal sealed class ArgReader
                 if (!_values.TryAdd(name, value))
                     throw new UsageException($"{_command}: {name} given twice");
             }
+            else if (spec.OptionalValues is not null && Array.IndexOf(spec.OptionalValues, name) >= 0)
+            {
+                string value = inline ?? (i + 1 < args.Length && !args[i + 1].StartsWith('-') ? args[++i] : "");
+                if (!_values.TryAdd(name, value))
+                    throw new UsageException($"{_command}: {name} given twice");
+            }
             else
             {
                 throw new UsageException($"{_command}: unknown option '{name}'");
@@ -92,6 +98,9 @@ internal sealed class ArgReader
 
     /// <summary>An option's value, or null when it was not given.</summary>
     public string? Optional(string name) => _values.TryGetValue(name, out string? v) ? v : null;
+
+    /// <summary>Whether an option was given (with or without a value).</summary>
+    public bool Has(string name) => _values.ContainsKey(name) || _flags.Contains(name);
 
     /// <summary>An option's value; a usage error when it was not given.</summary>
     public string Required(string name) =>

@@ -13,12 +13,12 @@ internal static class ClassifyCommand
 {
     public static readonly CommandSpec Spec = new(
         Name: "classify",
-        Synopsis: "classify --model NAME --weights FILE [--top K] [--json] [--preprocess MODE] [--ten-crop] [--labels FILE] INPUT...",
+        Synopsis: "classify --model NAME [--weights FILE] [--top K] [--json] [--preprocess MODE] [--ten-crop] [--labels FILE] INPUT...",
         Summary: "Print the top classes of each image (JPEG, PNG or .f32) with their probabilities.",
         Details:
             "  --model NAME        a compiled-in model (alexnet info lists them)\n" +
             "  --map FILE       optional: rules MODEL_PREFIX = FILE_PREFIX for a checkpoint named otherwise\n" +
-            "  --weights FILE      the model's weights (safetensors, PyTorch .pth or ONNX, told apart by content)\n" +
+            "  --weights FILE      the model's weights (safetensors, PyTorch .pth or ONNX, told apart by content);\n                      default: the model's bundled weights (ALEXNET_WEIGHTS_DIR, weights/ beside the binary,\n                      model-spec/weights/)\n" +
             "  --top K             how many classes to print per image (default 5)\n" +
             "  --json              print a JSON array of {\"input\", \"top\": [{\"index\", \"label\", \"probability\"}]}\n" +
             "  --preprocess MODE   how photos become input:\n" +
@@ -42,7 +42,7 @@ internal static class ClassifyCommand
     private static int Run(ArgReader args)
     {
         ModelEntry model = ModelCommon.FindModel(args.Required("--model"));
-        string weightsPath = args.Required("--weights");
+        string weightsPath = BundledWeights.Resolve("classify", model.Name, args.Optional("--weights"));
         int top = args.OptionalInt("--top", 1, int.MaxValue) ?? 5;
         bool json = args.Flag("--json");
         bool tenCrop = args.Flag("--ten-crop");

@@ -11,6 +11,8 @@ namespace AlexNet.Aot.Cli;
 /// <param name="Flags">Options without a value.</param>
 /// <param name="AllowsPositionals">Whether arguments that are not options are accepted.</param>
 /// <param name="Run">Runs the command; returns the exit code.</param>
+/// <param name="OptionalValues">Options whose value may be left out (<c>--resume</c> or <c>--resume FILE</c>): the next argument
+/// is taken as the value unless it starts with '-'.</param>
 internal sealed record CommandSpec(
     string Name,
     string Synopsis,
@@ -19,4 +21,5 @@ internal sealed record CommandSpec(
     string[] ValueOptions,
     string[] Flags,
     bool AllowsPositionals,
-    Func<ArgReader, int> Run);
+    Func<ArgReader, int> Run,
+    string[]? OptionalValues = null);

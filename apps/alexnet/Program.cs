@@ -12,6 +12,8 @@ internal static class Program
         InfoCommand.Spec,
         RunCommand.Spec,
         ClassifyCommand.Spec,
+        EvalCommand.Spec,
+        TrainCommand.Spec,
         ConvertCommand.Spec,
         CompareCommand.Spec,
         MakeInputCommand.Spec,
@@ -124,6 +126,8 @@ internal static class Program
             sb.Append("  ").Append(c.Name.PadRight(11)).Append(c.Summary).Append('\n');
         sb.Append("\nModels: ").Append(ModelCommon.ModelNames()).Append('\n');
         sb.Append("Tensors are raw little-endian float32 files (.f32), NCHW, no header.\n");
+        sb.Append("Data (train, eval): a folder of Fashion-MNIST IDX files ('fashion-mnist' for the installed one) or of class folders.\n");
+        sb.Append("Without --weights, run, classify and eval use the model's bundled weights (ALEXNET_WEIGHTS_DIR, weights/, model-spec/weights/).\n");
         sb.Append("Exit codes: 0 success, 1 failure (files, weights, inputs), 2 wrong command line.\n");
         return sb.ToString();
     }

@@ -16,6 +16,8 @@ namespace AlexNet.Aot;
 /// Floating-point tensors (F32, F16, BF16, F64) are converted to float32; integer and bool tensors keep
 /// their shape and dtype with empty <see cref="LoadedTensor.Data"/>.
 /// Every problem with the file is a <see cref="WeightsException"/> whose message starts with the file's path.
+/// A training checkpoint (metadata <c>format</c> = <c>alexnet-aot-checkpoint/1</c> with a <c>checksum</c>,
+/// <see cref="Training.TrainingCheckpoint"/>) is verified against its SHA-256 checksum as it is read.
 /// </summary>
 public sealed class SafeTensorsFile : IWeightSource
 {
@@ -82,6 +84,7 @@ public sealed class SafeTensorsFile : IWeightSource
             (string[] keys, List<Entry> infos, Dictionary<string, string> metadata) = ParseHeader(path, header, (int)dataSize);
             long dataStart = 8 + (long)headerLength;
             var tensors = new Dictionary<string, LoadedTensor>(infos.Count, StringComparer.Ordinal);
+            using System.Security.Cryptography.IncrementalHash? hash = Training.CheckpointChecksum.Begin(metadata);
             foreach (Entry e in infos)
             {
                 float[] values;
@@ -90,13 +93,15 @@ public sealed class SafeTensorsFile : IWeightSource
                     values = new float[e.Count];
                     if (ReadAt(handle, MemoryMarshal.AsBytes(values.AsSpan()), dataStart + e.Begin) != e.End - e.Begin)
                         throw Fail(path, "the file changed while it was read");
+                    if (hash is not null) Training.CheckpointChecksum.Append(hash, e.Key, e.Shape, MemoryMarshal.AsBytes(values.AsSpan()));
                 }
-                else if (IsFloat(e.DType))
+                else if (IsFloat(e.DType) || hash is not null)
                 {
                     var raw = new byte[e.End - e.Begin];
                     if (ReadAt(handle, raw, dataStart + e.Begin) != raw.Length)
                         throw Fail(path, "the file changed while it was read");
-                    values = Convert(e.DType, raw, e.Count);
+                    if (hash is not null) Training.CheckpointChecksum.Append(hash, e.Key, e.Shape, raw);
+                    values = IsFloat(e.DType) ? Convert(e.DType, raw, e.Count) : Array.Empty<float>();
                 }
                 else
                 {
@@ -104,6 +109,7 @@ public sealed class SafeTensorsFile : IWeightSource
                 }
                 tensors.Add(e.Key, new LoadedTensor(e.Key, e.Shape, e.DType, values));
             }
+            if (hash is not null) Training.CheckpointChecksum.Verify(hash, metadata, path);
             return new SafeTensorsFile(path, keys, tensors, metadata);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
@@ -150,11 +156,14 @@ public sealed class SafeTensorsFile : IWeightSource
         ReadOnlySpan<byte> data = bytes.Slice(8 + (int)headerLength);
         (string[] keys, List<Entry> infos, Dictionary<string, string> metadata) = ParseHeader(origin, header, data.Length);
         var tensors = new Dictionary<string, LoadedTensor>(infos.Count, StringComparer.Ordinal);
+        using System.Security.Cryptography.IncrementalHash? hash = Training.CheckpointChecksum.Begin(metadata);
         foreach (Entry e in infos)
         {
             ReadOnlySpan<byte> src = data.Slice((int)e.Begin, (int)(e.End - e.Begin));
+            if (hash is not null) Training.CheckpointChecksum.Append(hash, e.Key, e.Shape, src);
             tensors.Add(e.Key, new LoadedTensor(e.Key, e.Shape, e.DType, Convert(e.DType, src, e.Count)));
         }
+        if (hash is not null) Training.CheckpointChecksum.Verify(hash, metadata, origin);
         return new SafeTensorsFile(origin, keys, tensors, metadata);
     }
 

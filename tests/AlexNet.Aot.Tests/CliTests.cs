@@ -296,7 +296,10 @@ internal static class Cli
     public static bool IsJit => s_target.Value.EndsWith(".dll", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Runs <c>alexnet ARGS</c> and waits for it (at most two minutes).</summary>
-    public static CliResult Run(params string[] args)
+    public static CliResult Run(params string[] args) => RunWith(null, args);
+
+    /// <summary>Runs <c>alexnet ARGS</c> with extra environment variables and waits for it (at most two minutes).</summary>
+    public static CliResult RunWith(System.Collections.Generic.IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         string target = s_target.Value;
         var psi = new ProcessStartInfo
@@ -305,6 +308,8 @@ internal static class Cli
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (environment is not null)
+            foreach (var kv in environment) psi.Environment[kv.Key] = kv.Value;
         if (IsJit)
         {
             psi.FileName = DotnetHost();
