@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: on a fresh machine, install what is missing, publish the native classifier, and run
-# the bundled PyTorch fixture (tv-mini) through it, printing its top-5 beside PyTorch's.
-# (Until the trained default model exists, the fixture is the demonstration.)
+# The main job: on a fresh machine, install what is missing (Fashion-MNIST included), publish the native
+# classifier, classify the bundled Fashion-MNIST samples with the bundled default model (alexnet-fmnist,
+# trained by `alexnet train`), measure it on the 10,000 test images, and run the bundled PyTorch fixture
+# (tv-mini) through the binary beside PyTorch's own logits.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -17,6 +18,12 @@ mkdir -p "$work"
 
 alexnet_step "alexnet info"
 "$alexnet" info
+
+alexnet_step "alexnet-fmnist: the bundled Fashion-MNIST samples (samples/fashion-mnist, true class in each name)"
+"$alexnet" classify --model alexnet-fmnist --top 3 "$ALEXNET_ROOT"/samples/fashion-mnist/*.png
+
+alexnet_step "alexnet-fmnist: accuracy on the Fashion-MNIST test set (10,000 images)"
+"$alexnet" eval --model alexnet-fmnist --data fashion-mnist
 
 alexnet_step "tv-mini: the fixture batch (4 images, the rule of $fixtures/README.md) through the native binary"
 "$alexnet" make-input --rule fixture --shape 4x3x224x224 --output "$work/tv-mini.input.f32"

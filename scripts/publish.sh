@@ -3,6 +3,7 @@
 #   LEVEL/alexnet   one native binary per instruction-set level (x86-64-v4, x86-64-v3, x86-64-v2)
 #   LEVEL/libSkiaSharp.so  SkiaSharp's native library beside each binary (JPEG/PNG decoding)
 #   alexnet         a launcher that runs the highest level this CPU supports
+#   weights/        the bundled weights (model-spec/weights/*.safetensors: the trained alexnet-fmnist)
 # NativeAOT fixes the instruction sets at compile time, hence one binary per level (see
 # apps/alexnet/alexnet.csproj). ALEXNET_LEVELS="x86-64-v4" publishes fewer levels. Fails on any
 # trim or AOT warning (IL2xxx/IL3xxx), besides the warnings-as-errors of Directory.Build.props.
@@ -97,3 +98,10 @@ done
 
 install -m 755 "$ALEXNET_ROOT/apps/alexnet/alexnet.sh" "$out/alexnet"
 echo "launcher  $out/alexnet"
+
+# The bundled weights (the trained alexnet-fmnist default), found by the binaries in weights/ beside the launcher.
+mkdir -p "$out/weights"
+for w in "$ALEXNET_ROOT"/model-spec/weights/*.safetensors; do
+    [ -f "$w" ] && install -m 644 "$w" "$out/weights/$(basename "$w")"
+done
+echo "weights   $out/weights ($(ls "$out/weights" | wc -l) file(s))"

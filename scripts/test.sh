@@ -62,6 +62,9 @@ for level in x86-64-v4 x86-64-v3 x86-64-v2; do
         "$bin" compare --model "$model" --weights "$fixtures/$model/$model.safetensors" \
             --input "$work/$model.input.f32" --batch 4 \
             --oracle "$fixtures/$model/$model.oracle.safetensors" --tensor logits_eval --tolerance "$tolerance"
+        # The training kernels on this level: two SGD steps against PyTorch's gradients and weights.
+        "$bin" compare --train --labels 0,3,6,9 --model "$model" --weights "$fixtures/$model/$model.safetensors" \
+            --input "$work/$model.input.f32" --batch 4 --oracle "$fixtures/$model/$model.oracle.safetensors"
     done
 done
 
@@ -89,6 +92,8 @@ for model in $models; do
     "${arm64_run[@]}" "$arm64_bin" compare --model "$model" --weights "$fixtures/$model/$model.safetensors" \
         --input "$work/$model.input.f32" --batch 4 \
         --oracle "$fixtures/$model/$model.oracle.safetensors" --tensor logits_eval --tolerance "$tolerance"
+    "${arm64_run[@]}" "$arm64_bin" compare --train --labels 0,3,6,9 --model "$model" --weights "$fixtures/$model/$model.safetensors" \
+        --input "$work/$model.input.f32" --batch 4 --oracle "$fixtures/$model/$model.oracle.safetensors"
     if [ -n "$x64_logits_level" ]; then
         diff=$(alexnet_max_abs_diff "$work/$model.armv8-a.logits.f32" "$work/$model.$x64_logits_level.logits.f32")
         if within_tolerance "$diff"; then verdict=OK; else verdict="TOO LARGE"; fi

@@ -6,7 +6,8 @@ namespace AlexNet.Aot.Cli;
 
 /// <summary>
 /// The weights that come with a model, used when a command is given no <c>--weights</c>: <c>MODEL.safetensors</c> in
-/// the folder named by <c>ALEXNET_WEIGHTS_DIR</c>, else in <c>weights/</c> beside the executable, else in
+/// the folder named by <c>ALEXNET_WEIGHTS_DIR</c>, else in <c>weights/</c> beside the executable or beside its folder
+/// (scripts/publish.sh puts them in <c>artifacts/alexnet/weights/</c>, next to the launcher), else in
 /// <c>model-spec/weights/</c> of the first folder at or above the executable's that has one (a repository checkout).
 /// </summary>
 internal static class BundledWeights
@@ -39,6 +40,9 @@ internal static class BundledWeights
         if (!string.IsNullOrWhiteSpace(env)) yield return Path.Combine(env, file);
         string exeDir = AppContext.BaseDirectory;
         yield return Path.Combine(exeDir, "weights", file);
+        // The published layout: LEVEL/alexnet beside the launcher, the weights once in weights/ next to the launcher.
+        if (Directory.GetParent(exeDir.TrimEnd(Path.DirectorySeparatorChar)) is DirectoryInfo parent)
+            yield return Path.Combine(parent.FullName, "weights", file);
         for (DirectoryInfo? dir = new DirectoryInfo(exeDir); dir is not null; dir = dir.Parent)
             yield return Path.Combine(dir.FullName, "model-spec", "weights", file);
     }

@@ -11,16 +11,20 @@ internal static class CompareCommand
 
     public static readonly CommandSpec Spec = new(
         Name: "compare",
-        Synopsis: "compare --model NAME --weights FILE --input X.f32 [--batch N] --oracle FILE [--tensor NAME] [--tolerance T]",
-        Summary: "Run a batch and compare it with a reference tensor: top-5 side by side, largest difference; fails above the tolerance.",
+        Synopsis: "compare --model NAME --weights FILE --input X.f32 [--batch N] --oracle FILE [--tensor NAME] [--tolerance T] [--train --labels L,...]",
+        Summary: "Run a batch and compare it with a reference tensor: top-5 side by side, largest difference; fails above the tolerance. With --train: two SGD steps against PyTorch's gradients and weights.",
         Details:
             "  --model, --weights, --input, --batch   as for run\n" +
             "  --oracle FILE    a .safetensors file holding the reference, e.g. tv-mini.oracle.safetensors\n" +
             "  --tensor NAME    the reference tensor, [N, classes] (default logits_eval); a name starting with\n" +
             "                   'probs' is compared with our probabilities, any other with our logits\n" +
-            "  --tolerance T    the largest absolute difference accepted (default 1e-4)\n",
-        ValueOptions: new[] { "--model", "--weights", "--map", "--input", "--batch", "--oracle", "--tensor", "--tolerance" },
-        Flags: Array.Empty<string>(),
+            "  --tolerance T    the largest absolute difference accepted (default 1e-4)\n" +
+            "  --train          instead: the training kernels. Two SGD steps on the batch with the fixtures' settings\n" +
+            "                   (dropout off, lr 0.01, momentum 0.9, weight decay 5e-4) against the oracle's loss_step1/2,\n" +
+            "                   grad.KEY and after2.KEY; the tolerance bounds |ours - PyTorch| / |PyTorch| per tensor\n" +
+            "  --labels L,...   with --train: the batch's class labels (the fixtures': 0,3,6,9)\n",
+        ValueOptions: new[] { "--model", "--weights", "--map", "--input", "--batch", "--oracle", "--tensor", "--tolerance", "--labels" },
+        Flags: new[] { "--train" },
         AllowsPositionals: false,
         Run: Run);
 
@@ -41,6 +45,12 @@ internal static class CompareCommand
 
         InputFiles.RequireFile("--oracle", oraclePath);
         IWeightSource oracle = SafeTensorsFile.Load(oraclePath);
+        if (args.Flag("--train"))
+        {
+            string labelText = args.Optional("--labels") ?? throw new UsageException("compare: --train needs --labels (the batch's class labels, e.g. 0,3,6,9)");
+            return CompareTraining.Run(model, weightsPath, input, batch, oracle, oraclePath, CompareTraining.ParseLabels(labelText, classes),
+                args.Optional("--tolerance") is null ? CompareTraining.DefaultTolerance : tolerance, args.Optional("--map"));
+        }
         if (!oracle.TryGet(tensorName, out LoadedTensor reference))
             throw new CliException($"--oracle {oraclePath}: no tensor '{tensorName}'");
         if (reference.Shape.Length != 2 || reference.Shape[0] != batch || reference.Shape[1] != classes || reference.Data.Length != batch * classes)

@@ -26,16 +26,20 @@ internal static class ModelCommon
 
     /// <summary>Loads a weights file (its names mapped by <paramref name="mapPath"/>, if given) and binds it to
     /// <paramref name="model"/> for up to <paramref name="maxBatch"/> images.</summary>
-    public static Network Open(ModelEntry model, string weightsPath, int maxBatch, string? mapPath = null)
+    public static Network Open(ModelEntry model, string weightsPath, int maxBatch, string? mapPath = null) =>
+        model.Create(LoadWeights(weightsPath, model.Info, mapPath), Math.Clamp(maxBatch, 1, ChunkImages));
+
+    /// <summary>Loads a weights file, by content, its names mapped by <paramref name="mapPath"/> when given.</summary>
+    public static IWeightSource LoadWeights(string weightsPath, ModelInfo model, string? mapPath)
     {
         InputFiles.RequireFile("--weights", weightsPath);
-        IWeightSource weights = WeightsFile.Load(weightsPath, model.Info);
+        IWeightSource weights = WeightsFile.Load(weightsPath, model);
         if (mapPath is not null)
         {
             InputFiles.RequireFile("--map", mapPath);
-            weights = KeyMap.Load(mapPath).Apply(weights, model.Info);
+            weights = KeyMap.Load(mapPath).Apply(weights, model);
         }
-        return model.Create(weights, Math.Clamp(maxBatch, 1, ChunkImages));
+        return weights;
     }
 
     /// <summary>Runs <paramref name="batch"/> images through <paramref name="network"/>, in chunks of its MaxBatch.

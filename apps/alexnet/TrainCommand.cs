@@ -32,7 +32,7 @@ internal static class TrainCommand
             "  --lr X                base learning rate (default 0.01)\n" +
             "  --momentum X          SGD momentum (default 0.9)\n" +
             "  --weight-decay X      L2 weight decay (default 5e-4)\n" +
-            "  --schedule NAME       constant | step (--step-size, --gamma) | multistep (--milestones, --gamma) |\n" +
+            "  --schedule NAME       constant | step (--step-size, --gamma) | multistep (--milestones, --gamma) | cosine |\n" +
             "                        plateau (divide by 1/gamma when the validation error stops improving for --patience epochs)\n" +
             "  --milestones A,B      multistep: epochs (from 0) at which the rate is multiplied by gamma\n" +
             "  --gamma X             the factor of each reduction (default 0.1)\n" +
@@ -122,7 +122,7 @@ internal static class TrainCommand
         string init = Get("--init", "init") ?? FromRecipe("init") ?? "he";
         if (init is not ("he" or "paper" or "xavier"))
             throw new UsageException($"train: --init '{init}' is not he, paper or xavier");
-        bool dropout = !args.Flag("--no-dropout") && !(saved.TryGetValue(Prefix + "dropout", out string? d) && d == "false");
+        bool dropout = !args.Flag("--no-dropout") && !(saved.TryGetValue(Prefix + "dropout", out string? d) && d == "false") && FromRecipe("dropout") != "off";
         string[] freeze = Layers(info, "--freeze", Get("--freeze", "freeze"), allowConvs: true);
         int? limit = OptionalInt("--limit", Get("--limit", "limit"), 1);
         string? valData = Get("--val-data", "val_data");
@@ -140,7 +140,7 @@ internal static class TrainCommand
                 gamma is null ? null : Real("--gamma", gamma, positive: true),
                 stepSize is null ? null : Int("--step-size", stepSize, 1, int.MaxValue),
                 milestones is null ? null : LearningRateSchedule.ParseMilestones(milestones),
-                patience is null ? null : Int("--patience", patience, 0, int.MaxValue));
+                patience is null ? null : Int("--patience", patience, 0, int.MaxValue), epochs);
         }
         catch (ArgumentException e)
         {

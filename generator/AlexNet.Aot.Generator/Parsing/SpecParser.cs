@@ -309,16 +309,17 @@ internal sealed class SpecParser
     private static readonly HashSet<string> RecipeKeys = new(StringComparer.Ordinal)
     {
         "optimizer", "momentum", "weight_decay", "lr", "schedule", "milestones", "gamma", "patience", "step_size",
-        "batch", "epochs", "augment", "pad", "init", "loss", "seed",
+        "batch", "epochs", "augment", "pad", "init", "loss", "seed", "dropout",
     };
 
     // The values the trainer understands for the named settings (checked here, so that a typo is a compile error).
     private static readonly Dictionary<string, string[]> RecipeChoices = new(StringComparer.Ordinal)
     {
         ["optimizer"] = new[] { "sgd" },
-        ["schedule"] = new[] { "constant", "step", "multistep", "plateau" },
+        ["schedule"] = new[] { "constant", "step", "multistep", "cosine", "plateau" },
         ["init"] = new[] { "he", "paper", "xavier" },
         ["loss"] = new[] { "cross-entropy" },
+        ["dropout"] = new[] { "on", "off" },
         ["augment"] = new[] { "none", "pad-crop", "random-crop", "random-resized-crop", "hflip", "pca-color" },
     };
 

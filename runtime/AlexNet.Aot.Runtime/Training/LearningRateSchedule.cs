@@ -14,6 +14,8 @@ namespace AlexNet.Aot.Training;
 /// milestones instead (as <c>multistep</c>).</item>
 /// <item><c>multistep</c>: <c>MultiStepLR</c>, the rate times <see cref="Gamma"/> once for every milestone reached
 /// (with milestones 8,11: epochs 0–7 lr, 8–10 lr·0.1, 11 on lr·0.01).</item>
+/// <item><c>cosine</c>: <c>CosineAnnealingLR(T_max=epochs, eta_min=0)</c> stepped per epoch,
+/// <c>lr · (1 + cos(π · epoch / epochs)) / 2</c>.</item>
 /// <item><c>plateau</c>: the paper's rule, <c>ReduceLROnPlateau(mode="min", factor=gamma, patience, threshold=1e-4,
 /// threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8)</c>: after each epoch <see cref="Observe"/> gets the validation
 /// error; when it has not improved on the best by the relative threshold for more than <see cref="Patience"/> epochs
@@ -24,10 +26,10 @@ namespace AlexNet.Aot.Training;
 /// </summary>
 public sealed class LearningRateSchedule
 {
-    /// <summary>The schedule names: <c>constant</c>, <c>step</c>, <c>multistep</c>, <c>plateau</c>.</summary>
+    /// <summary>The schedule names: <c>constant</c>, <c>step</c>, <c>multistep</c>, <c>cosine</c>, <c>plateau</c>.</summary>
     public static IReadOnlyList<string> KnownKinds => Kinds;
 
-    private static readonly string[] Kinds = { "constant", "step", "multistep", "plateau" };
+    private static readonly string[] Kinds = { "constant", "step", "multistep", "cosine", "plateau" };
 
     /// <summary>The base learning rate when neither the recipe nor the caller gives one.</summary>
     public const double DefaultLearningRate = 0.01;
@@ -61,10 +63,14 @@ public sealed class LearningRateSchedule
     /// <param name="milestones"><c>multistep</c>'s epochs (non-negative; sorted here). For <c>step</c> given without
     /// a step size, the milestones are used instead of a period.</param>
     /// <param name="patience"><c>plateau</c>'s patience in epochs (non-negative).</param>
+    /// <param name="epochs"><c>cosine</c>'s period: the run's epochs (at least 1).</param>
     /// <exception cref="ArgumentException">An unknown kind or a value out of range; the message says which.</exception>
     public LearningRateSchedule(string kind, double learningRate, double gamma = DefaultGamma, int stepSize = DefaultStepSize,
-        IReadOnlyList<int>? milestones = null, int patience = DefaultPatience)
+        IReadOnlyList<int>? milestones = null, int patience = DefaultPatience, int epochs = 1)
     {
+        if (epochs < 1)
+            throw new ArgumentException($"epochs {epochs} is not at least 1", nameof(epochs));
+        Epochs = epochs;
         ArgumentNullException.ThrowIfNull(kind);
         if (Array.IndexOf(Kinds, kind) < 0)
             throw new ArgumentException($"schedule '{kind}' is not known (known: {string.Join(", ", KnownKinds)})", nameof(kind));
@@ -89,6 +95,9 @@ public sealed class LearningRateSchedule
         Patience = patience;
         _current = learningRate;
     }
+
+    /// <summary>The run's epochs: <c>cosine</c>'s period.</summary>
+    public int Epochs { get; }
 
     /// <summary>The schedule's kind (<see cref="KnownKinds"/>).</summary>
     public string Kind { get; }
@@ -128,7 +137,7 @@ public sealed class LearningRateSchedule
     /// </summary>
     /// <exception cref="ArgumentException">A malformed recipe value or override; the message names the key.</exception>
     public static LearningRateSchedule FromRecipe(IReadOnlyList<string> recipe, string? kind = null, double? learningRate = null,
-        double? gamma = null, int? stepSize = null, IReadOnlyList<int>? milestones = null, int? patience = null)
+        double? gamma = null, int? stepSize = null, IReadOnlyList<int>? milestones = null, int? patience = null, int epochs = 1)
     {
         ArgumentNullException.ThrowIfNull(recipe);
         string? rKind = null, rLr = null, rGamma = null, rStep = null, rMilestones = null, rPatience = null;
@@ -159,7 +168,7 @@ public sealed class LearningRateSchedule
             if (step is null && ms is not null && ms.Count > 0) k = "multistep";
             else ms = null;
         }
-        return new LearningRateSchedule(k, lr, g, step ?? DefaultStepSize, ms, p);
+        return new LearningRateSchedule(k, lr, g, step ?? DefaultStepSize, ms, p, epochs);
     }
 
     /// <summary>Parses a comma list of milestone epochs (<c>8,11</c>).</summary>
@@ -198,6 +207,8 @@ public sealed class LearningRateSchedule
             }
             case "plateau":
                 return _current;
+            case "cosine":
+                return BaseLearningRate * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(epoch, Epochs) / Epochs));
             default:
                 return BaseLearningRate;
         }
@@ -277,6 +288,9 @@ public sealed class LearningRateSchedule
             case "step":
             case "multistep":
                 sb.Append(" milestones=").Append(string.Join(",", _milestones)).Append(" gamma=").Append(Format(Gamma));
+                break;
+            case "cosine":
+                sb.Append(" epochs=").Append(Epochs.ToString(CultureInfo.InvariantCulture));
                 break;
             case "plateau":
                 sb.Append(" patience=").Append(Patience.ToString(CultureInfo.InvariantCulture)).Append(" gamma=").Append(Format(Gamma));

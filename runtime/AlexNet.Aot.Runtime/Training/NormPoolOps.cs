@@ -424,18 +424,13 @@ internal sealed class BatchNormOp : TrainOp
             float mean, invStd;
             if (ctx.Training)
             {
+                // Two passes (the mean, then squared deviations from it): no cancellation when |mean| >> std.
                 double sum = 0, sq = 0;
-                for (int b = 0; b < batch; b++)
-                {
-                    ReadOnlySpan<float> x = X.AsSpan(b * size + c * plane, plane);
-                    for (int i = 0; i < plane; i++)
-                    {
-                        sum += x[i];
-                        sq += (double)x[i] * x[i];
-                    }
-                }
+                for (int b = 0; b < batch; b++) sum += SumAndDot(X.AsSpan(b * size + c * plane, plane), default, 0).Sum;
                 long n = (long)batch * plane;
-                double m = sum / n, v = Math.Max(0, sq / n - m * m);
+                double m = sum / n;
+                for (int b = 0; b < batch; b++) sq += SumAndDot(X.AsSpan(b * size + c * plane, plane), X.AsSpan(b * size + c * plane, plane), (float)m, squares: true).Dot;
+                double v = sq / n;
                 mean = (float)m;
                 invStd = (float)(1.0 / Math.Sqrt(v + _eps));
                 double unbiased = n > 1 ? v * n / (n - 1) : v;
@@ -451,11 +446,7 @@ internal sealed class BatchNormOp : TrainOp
             _invStd[c] = invStd;
             float scale = _gamma.Value[c] * invStd, shift = _beta.Value[c] - mean * scale;
             for (int b = 0; b < batch; b++)
-            {
-                ReadOnlySpan<float> x = X.AsSpan(b * size + c * plane, plane);
-                Span<float> y = Y.AsSpan(b * size + c * plane, plane);
-                for (int i = 0; i < plane; i++) y[i] = x[i] * scale + shift;
-            }
+                Affine(X.AsSpan(b * size + c * plane, plane), Y.AsSpan(b * size + c * plane, plane), scale, 0, shift, default);
         }
         if (ctx.Training && ctx.Worker == 0 && _tracked is not null) _tracked.Value[0] += 1;
     }
@@ -471,13 +462,11 @@ internal sealed class BatchNormOp : TrainOp
             double sdy = 0, sdyx = 0;
             for (int b = 0; b < batch; b++)
             {
-                ReadOnlySpan<float> x = X.AsSpan(b * size + c * plane, plane), g = dy.AsSpan(b * size + c * plane, plane);
-                for (int i = 0; i < plane; i++)
-                {
-                    sdy += g[i];
-                    sdyx += g[i] * ((x[i] - mean) * inv);
-                }
+                (double s1, double s2) = SumAndDot(dy.AsSpan(b * size + c * plane, plane), X.AsSpan(b * size + c * plane, plane), mean);
+                sdy += s1;
+                sdyx += s2;
             }
+            sdyx *= inv; // Σ dy·x̂ = invstd·Σ dy·(x − mean)
             if (!Frozen)
             {
                 _gamma.Gradient[c] = (float)sdyx;
@@ -485,21 +474,71 @@ internal sealed class BatchNormOp : TrainOp
             }
             if (!ctx.NeedDx) continue;
             float gamma = _gamma.Value[c];
+            float k1 = gamma * inv;
+            // Training: dx = k1·(dy − Σdy/n − x̂·Σ(dy·x̂)/n) = k1·dy − k1·inv·m2·x + k1·(inv·m2·mean − m1); evaluation: k1·dy.
+            float m1 = _trainingForward ? (float)(sdy / n) : 0f, m2 = _trainingForward ? (float)(sdyx / n) : 0f;
+            float xs = -k1 * inv * m2, cs = k1 * (inv * m2 * mean - m1);
             for (int b = 0; b < batch; b++)
+                Affine(dy.AsSpan(b * size + c * plane, plane), dx.AsSpan(b * size + c * plane, plane), k1, xs, cs, X.AsSpan(b * size + c * plane, plane));
+        }
+    }
+
+    /// <summary>dst = a·src + bx·x + c (x may be empty when bx is 0).</summary>
+    private static void Affine(ReadOnlySpan<float> src, Span<float> dst, float a, float bx, float c, ReadOnlySpan<float> x)
+    {
+        int w = Vector<float>.Count, i = 0;
+        var va = new Vector<float>(a);
+        var vc = new Vector<float>(c);
+        if (x.IsEmpty)
+        {
+            for (; i + w <= src.Length; i += w) (new Vector<float>(src.Slice(i, w)) * va + vc).CopyTo(dst.Slice(i, w));
+            for (; i < src.Length; i++) dst[i] = src[i] * a + c;
+            return;
+        }
+        var vb = new Vector<float>(bx);
+        for (; i + w <= src.Length; i += w) (new Vector<float>(src.Slice(i, w)) * va + new Vector<float>(x.Slice(i, w)) * vb + vc).CopyTo(dst.Slice(i, w));
+        for (; i < src.Length; i++) dst[i] = src[i] * a + x[i] * bx + c;
+    }
+
+    /// <summary>Σ g and Σ g·(x − mean) of one plane (x empty: only Σ g); with <paramref name="squares"/>, Σ (g − mean)²
+    /// in the second result (g and x the same plane). Float lanes per plane, then double.</summary>
+    private static (double Sum, double Dot) SumAndDot(ReadOnlySpan<float> g, ReadOnlySpan<float> x, float mean, bool squares = false)
+    {
+        int w = Vector<float>.Count, i = 0;
+        Vector<float> s = Vector<float>.Zero, d = Vector<float>.Zero;
+        var vm = new Vector<float>(mean);
+        if (x.IsEmpty)
+        {
+            for (; i + w <= g.Length; i += w) s += new Vector<float>(g.Slice(i, w));
+        }
+        else if (squares)
+        {
+            for (; i + w <= g.Length; i += w)
             {
-                ReadOnlySpan<float> x = X.AsSpan(b * size + c * plane, plane), g = dy.AsSpan(b * size + c * plane, plane);
-                Span<float> d = dx.AsSpan(b * size + c * plane, plane);
-                if (_trainingForward)
-                {
-                    float k1 = gamma * inv, m1 = (float)(sdy / n), m2 = (float)(sdyx / n);
-                    for (int i = 0; i < plane; i++) d[i] = k1 * (g[i] - m1 - (x[i] - mean) * inv * m2);
-                }
-                else
-                {
-                    float k1 = gamma * inv;
-                    for (int i = 0; i < plane; i++) d[i] = k1 * g[i];
-                }
+                Vector<float> e = new Vector<float>(g.Slice(i, w)) - vm;
+                d += e * e;
             }
         }
+        else
+        {
+            for (; i + w <= g.Length; i += w)
+            {
+                var gv = new Vector<float>(g.Slice(i, w));
+                s += gv;
+                d += gv * (new Vector<float>(x.Slice(i, w)) - vm);
+            }
+        }
+        double sum = Vector.Sum(s), dot = Vector.Sum(d);
+        for (; i < g.Length; i++)
+        {
+            if (x.IsEmpty) sum += g[i];
+            else if (squares) dot += ((double)g[i] - mean) * (g[i] - mean);
+            else
+            {
+                sum += g[i];
+                dot += (double)g[i] * (x[i] - mean);
+            }
+        }
+        return (sum, dot);
     }
 }
