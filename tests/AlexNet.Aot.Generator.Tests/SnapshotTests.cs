@@ -92,7 +92,7 @@ public sealed class SnapshotTests
         fc5    dense 10 lrn(size=5) dropout(1) softmax relu
         fc6    dense 10 k3
         train  optimizer=sgd lr=fast speed=11
-        train  schedule=cosine augment=hflip,mixup init=he pad=-1
+        train  schedule=onecycle augment=hflip,mixup init=he pad=-1
         """;
 
     [Fact]
