@@ -136,6 +136,9 @@ public abstract unsafe class Network : IDisposable, IParallelBody
 
     void IParallelBody.Work(int worker, int workers) => Work(worker, workers);
 
+    /// <summary>Bytes the team's background threads have allocated inside <see cref="Forward"/> (zero-allocation tests).</summary>
+    internal long WorkerAllocatedBytes => Team?.WorkerAllocatedBytes ?? 0;
+
     /// <summary>Milliseconds per <see cref="Forward"/> call spent in each layer line since the last <see cref="ResetLayerTimes"/>.</summary>
     public void GetLayerTimes(Span<double> msPerCall)
     {

@@ -442,9 +442,20 @@ public sealed class LearningRateScheduleTests
     }
 
     [Fact]
+    public void Cosine_is_CosineAnnealingLR_stepped_per_epoch()
+    {
+        var s = LearningRateSchedule.FromRecipe(new[] { "lr=0.1", "schedule=cosine" }, epochs: 12);
+        Assert.Equal(0.1, s.LearningRate(0), 12);
+        Assert.Equal(0.05, s.LearningRate(6), 12);
+        Assert.Equal(0.1 * 0.5 * (1 + Math.Cos(Math.PI * 11 / 12)), s.LearningRate(11), 12);
+        Assert.Equal(0.0, s.LearningRate(12), 12);
+        Assert.Equal("cosine lr=0.1 epochs=12", s.ToString());
+    }
+
+    [Fact]
     public void Bad_settings_are_refused_with_their_names()
     {
-        Assert.Contains("schedule 'cosine' is not known", Assert.Throws<ArgumentException>(() => new LearningRateSchedule("cosine", 0.1)).Message);
+        Assert.Contains("schedule 'onecycle' is not known", Assert.Throws<ArgumentException>(() => new LearningRateSchedule("onecycle", 0.1)).Message);
         Assert.Contains("multistep needs milestones", Assert.Throws<ArgumentException>(() => new LearningRateSchedule("multistep", 0.1)).Message);
         Assert.Contains("not a positive", Assert.Throws<ArgumentException>(() => new LearningRateSchedule("constant", 0)).Message);
         Assert.Contains("'x' is not a whole number", Assert.Throws<ArgumentException>(() => LearningRateSchedule.ParseMilestones("3,x")).Message);
