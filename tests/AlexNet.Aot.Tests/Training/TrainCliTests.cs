@@ -253,6 +253,44 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
     }
 
     [Fact]
+    public void Transfer_learning_starts_from_pretrained_weights_with_a_new_head_and_frozen_convolutions()
+    {
+        // tv-mini's PyTorch weights as the "pretrained" network; a new fc8 for the folder's 10 classes; conv1-5 frozen.
+        string root = Temp("transfer");
+        for (int c = 0; c < 10; c++)
+        {
+            string dir = Path.Combine(root, "class" + c);
+            Directory.CreateDirectory(dir);
+            for (int i = 0; i < 2; i++)
+                File.WriteAllBytes(Path.Combine(dir, $"{i}.png"), Png(40, 32, (x, y) => (byte)((x * (c + 3) + y * (i + 1)) % 256)));
+        }
+        string pretrained = Fixtures.Path("tv-mini", "tv-mini.pth");
+        string outDir = Temp("transfer-out");
+        CliResult r = Cli.Run("train", "--model", "tv-mini", "--data", root, "--weights", pretrained, "--reinit", "fc8", "--freeze", "convs",
+            "--epochs", "1", "--batch", "6", "--val-split", "0", "--augment", "hflip", "--threads", "2", "--out", outDir);
+        AssertOk(r);
+        Assert.Contains("from weights " + pretrained + ", reinitialized fc8", r.Stderr);
+        Assert.Contains("frozen conv1,conv2,conv3,conv4,conv5", r.Stderr);
+
+        var before = SafeTensorsFile.Load(Fixtures.Path("tv-mini", "tv-mini.safetensors"));
+        var after = SafeTensorsFile.Load(Path.Combine(outDir, "last.safetensors"));
+        foreach (string key in new[] { "features.0.weight", "features.3.bias", "features.10.weight" })
+        {
+            before.TryGet(key, out LoadedTensor b);
+            after.TryGet(key, out LoadedTensor a);
+            Assert.Equal(b.Data, a.Data); // frozen: bit-identical
+        }
+        before.TryGet("classifier.1.weight", out LoadedTensor fc6Before);
+        after.TryGet("classifier.1.weight", out LoadedTensor fc6After);
+        Assert.NotEqual(fc6Before.Data, fc6After.Data); // trained from the pretrained values
+        before.TryGet("classifier.6.weight", out LoadedTensor headBefore);
+        after.TryGet("classifier.6.weight", out LoadedTensor headAfter);
+        double diff = 0;
+        for (int i = 0; i < headBefore.Data.Length; i++) diff = Math.Max(diff, Math.Abs(headBefore.Data[i] - headAfter.Data[i]));
+        Assert.True(diff > 1e-2, "the new head should start from a fresh initialization, not the pretrained one");
+    }
+
+    [Fact]
     public void Wrong_arguments_are_one_clear_line_and_exit_code_2()
     {
         string outDir = Temp("usage");

@@ -216,3 +216,29 @@ public sealed class TrainingAllocationTests
     }
 }
 
+
+/// <summary>Transfer learning in the trainer: frozen layers keep their values, reinitialized layers start afresh.</summary>
+public sealed class TrainerTransferTests
+{
+    [Fact]
+    public void FrozenLayersAreNotUpdatedAndReinitializedLayersStartFresh()
+    {
+        ModelInfo model = AlexNet.Aot.Models.ModelCatalog.Find("tv-mini")!.Info;
+        var pretrained = SafeTensorsFile.Load(Fixtures.Path("tv-mini", "tv-mini.safetensors"));
+        using var t = new Trainer(model, pretrained, new TrainerOptions
+        {
+            MaxBatch = 2, Threads = 2, Seed = 3,
+            Freeze = new[] { "conv1", "conv2", "conv3", "conv4", "conv5" },
+            Reinitialize = new[] { "fc8" },
+        });
+        pretrained.TryGet("classifier.6.weight", out LoadedTensor head);
+        Assert.NotEqual(head.Data, t["classifier.6.weight"].Value);
+        Assert.All(t["classifier.6.bias"].Value, v => Assert.Equal(0f, v));
+        float[] conv = (float[])t["features.0.weight"].Value.Clone(), fc6 = (float[])t["classifier.1.weight"].Value.Clone();
+        float[] x = AlexNet.Aot.Tests.Reference.RandomWeights.Uniform(2 * model.InputLength, 4);
+        for (int i = 0; i < 2; i++) t.Step(x, new[] { 1, 7 }, 2);
+        Assert.Equal(conv, t["features.0.weight"].Value);
+        Assert.True(t["features.0.weight"].Frozen);
+        Assert.NotEqual(fc6, t["classifier.1.weight"].Value);
+    }
+}
