@@ -60,7 +60,7 @@ public sealed class TrainerFixtureTests
         {
             if (!t.Trainable) continue;
             float[] expected = Get(oracle, "grad." + t.Key);
-            if (name == "bn-mini" && t.Key.StartsWith("features.", StringComparison.Ordinal) && t.Key.EndsWith(".bias", StringComparison.Ordinal) && t.Shape.Length == 1 && IsConvBias(model, t.Key))
+            if (OracleCheck.IsBiasBeforeBatchNorm(model, t.Key))
             {
                 // A convolution bias followed by batch norm in training mode: the batch mean removes it, so its true
                 // gradient is exactly zero and both sides hold rounding noise. Check that the noise is tiny.
@@ -95,6 +95,25 @@ public sealed class TrainerFixtureTests
         Assert.True(after >= 16, $"only {after} tensors compared after two steps");
     }
 
+    [Theory]
+    [InlineData("tv-mini")]
+    [InlineData("paper-mini")]
+    [InlineData("bn-mini")]
+    public void TheOracleCheckOfTheCliPassesAndSeesABrokenGradient(string name)
+    {
+        ModelInfo model = ModelCatalog.Find(name)!.Info;
+        var weights = SafeTensorsFile.Load(Fixtures.Path(name, name + ".safetensors"));
+        var oracle = SafeTensorsFile.Load(Fixtures.Path(name, name + ".oracle.safetensors"));
+        float[] input = FixtureInputs.Hash(4 * model.InputLength);
+        OracleCheckResult r = OracleCheck.Run(model, weights, oracle, input, new[] { 0, 3, 6, 9 });
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Passed(1e-4), r.ToString());
+        Assert.True(r.Gradients >= 16 && r.After >= 16);
+        // Other labels: the same weights, another loss: the check must fail.
+        OracleCheckResult wrong = OracleCheck.Run(model, weights, oracle, input, new[] { 1, 3, 6, 9 });
+        Assert.False(wrong.Passed(1e-4), wrong.ToString());
+    }
+
     private void Compare(string what, float[] ours, float[] theirs)
     {
         Assert.Equal(theirs.Length, ours.Length);
@@ -113,13 +132,6 @@ public sealed class TrainerFixtureTests
         if (l2 > 1e-5 || over > 0) _out.WriteLine($"{what}: L2 ratio {l2:E2}, {over}/{ours.Length} over 1e-3 (worst {worst:E2})");
         Assert.True(l2 < 1e-4, $"{what}: |ours - PyTorch| / |PyTorch| = {l2:E3} (limit 1e-4)");
         Assert.True(over <= Math.Max(1, ours.Length / 100), $"{what}: {over} of {ours.Length} values have relative error over 1e-3 (worst {worst:E2})");
-    }
-
-    private static bool IsConvBias(ModelInfo model, string key)
-    {
-        foreach (LayerInfo layer in model.Layers)
-            if (layer.Kind == "conv" && layer.Ops[0].CheckpointPrefix + ".bias" == key) return true;
-        return false;
     }
 
     private static double MaxAbs(float[] v)
