@@ -56,9 +56,12 @@ internal sealed class Gemm
         for (int jc = 0; jc < n; jc += NC)
         {
             int nc = Math.Min(NC, n - jc);
-            for (int pc = 0; pc < k; pc += KC)
+            // Equal depth blocks of at most KC (K = 800 runs as 4 x 200, not 3 x 256 + 32: a thin last block would
+            // load and store every C tile for a few steps of k).
+            int kStep = (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
+            for (int pc = 0; pc < k; pc += kStep)
             {
-                int kc = Math.Min(KC, k - pc);
+                int kc = Math.Min(kStep, k - pc);
                 PackB(kc, nc, nr, ref Unsafe.Add(ref b, pc * rsB + jc * csB), rsB, csB, ref packB);
                 bool acc = accumulate || pc > 0;
                 for (int ic = 0; ic < m; ic += MC)
