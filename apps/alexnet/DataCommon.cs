@@ -36,7 +36,7 @@ internal static class DataCommon
     /// Reads the data set <paramref name="path"/> names for <paramref name="info"/>: an IDX folder's training or test set
     /// (<paramref name="trainSplit"/>), or a folder of class folders (stored at <see cref="StoredSize"/>, in the model's channels).
     /// </summary>
-    public static TrainingDataset Load(string option, string path, ModelInfo info, bool trainSplit, AugmentKind kinds)
+    public static TrainingDataset Load(string option, string path, ModelInfo info, bool trainSplit, AugmentKind kinds, bool checkClasses = true)
     {
         string folder = Folder(path);
         if (File.Exists(folder))
@@ -47,14 +47,14 @@ internal static class DataCommon
         TrainingDataset data = IsIdx(folder)
             ? TrainingDataset.FashionMnist(folder, trainSplit)
             : TrainingDataset.ImageFolder(folder, info.InputShape[0] == 1 ? 1 : 3, StoredSize(info, kinds));
-        CheckFits(option, path, data, info);
+        CheckFits(option, path, data, info, checkClasses);
         return data;
     }
 
     /// <summary>A failure unless the data set has the model's classes and channels.</summary>
-    public static void CheckFits(string option, string path, TrainingDataset data, ModelInfo info)
+    public static void CheckFits(string option, string path, TrainingDataset data, ModelInfo info, bool checkClasses = true)
     {
-        if (data.Classes != info.Classes)
+        if (checkClasses && data.Classes != info.Classes)
         {
             string[] names = data.ClassNames;
             string shown = string.Join(", ", names, 0, Math.Min(names.Length, 12)) + (names.Length > 12 ? ", ..." : "");
@@ -70,10 +70,19 @@ internal static class DataCommon
 
     /// <summary>Runs every image of <paramref name="data"/> through <paramref name="network"/> (evaluation transform: centre crop or
     /// resize, the model's normalization) and scores the logits against the labels.</summary>
-    public static EvalResult Evaluate(Network network, TrainingDataset data, Augmentation augmentation)
+    public static EvalResult Evaluate(Network network, TrainingDataset data, Augmentation augmentation) =>
+        Evaluate(network.Info, network.MaxBatch, (x, y, n) => network.Forward(x, y, n, logits: true), data, augmentation);
+
+    /// <summary>The same through a trainer's evaluation forward (a model whose head differs from the compiled one).</summary>
+    public static EvalResult Evaluate(Trainer trainer, ModelInfo info, TrainingDataset data, Augmentation augmentation) =>
+        Evaluate(info, trainer.MaxBatch, (x, y, n) => trainer.Evaluate(x, n, y), data, augmentation);
+
+    /// <summary>A forward pass: input [n, C, H, W], logits [n, classes], n images.</summary>
+    public delegate void ForwardPass(ReadOnlySpan<float> input, Span<float> logits, int n);
+
+    private static EvalResult Evaluate(ModelInfo info, int batch, ForwardPass forward, TrainingDataset data, Augmentation augmentation)
     {
-        ModelInfo info = network.Info;
-        int classes = network.Classes, inLen = network.InputLength, batch = network.MaxBatch;
+        int classes = info.Classes, inLen = info.InputLength;
         int h = info.InputShape[1], w = info.InputShape[2];
         var input = new float[(long)batch * inLen];
         var labels = new int[batch];
@@ -85,7 +94,7 @@ internal static class DataCommon
             int n = Math.Min(batch, data.Count - start);
             for (int k = 0; k < n; k++) indices[k] = start + k;
             BatchSampler.FillBatch(data, indices.AsSpan(0, n), augmentation, input, labels, h, w, seed: 0, epoch: 0, train: false);
-            network.Forward(input.AsSpan(0, n * inLen), logits.AsSpan(0, n * classes), n, logits: true);
+            forward(input.AsSpan(0, n * inLen), logits.AsSpan(0, n * classes), n);
             for (int k = 0; k < n; k++) result.Add(logits.AsSpan(k * classes, classes), labels[k]);
         }
         return result;

@@ -62,22 +62,44 @@ internal static class EvalCommand
         string folder = DataCommon.Folder(dataPath);
         if (split is not null && Directory.Exists(folder) && !DataCommon.IsIdx(folder))
             throw new UsageException($"eval: --split applies to folders of IDX files; {dataPath} is a folder of class folders");
+        // Weights trained with a new head (train --reinit LAST on data with another number of classes) run through the
+        // trainer's forward, since the compiled model has the old number of outputs.
+        bool newHead = false;
+        string headKey = info.Layers[^1].Parameters.Length > 0 ? info.Layers[^1].Parameters[0].Key : "";
+        if (weights.TryGet(headKey, out LoadedTensor head) && head.Shape.Length == 2 && head.Shape[0] != info.Classes && head.Shape[0] > 0)
+        {
+            try
+            {
+                info = info.WithClasses(head.Shape[0]);
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliException($"--weights {weightsPath}: {e.Message}");
+            }
+            newHead = true;
+        }
         TrainingDataset data = DataCommon.Limit(DataCommon.Load("--data", dataPath, info, trainSplit: split == "train", AugmentKind.None), limit);
         if (data.Count == 0)
             throw new CliException($"--data {dataPath}: holds no images");
         var augmentation = new Augmentation(AugmentKind.None, mean: info.Mean, std: info.Std);
 
         EvalResult result;
-        using (Network network = model.Create(weights, new NetworkOptions { MaxBatch = Math.Min(batch, data.Count), Threads = threads }))
+        try
         {
-            try
+            if (newHead)
             {
+                using var trainer = new Trainer(info, weights, new TrainerOptions { MaxBatch = Math.Min(batch, data.Count), Threads = threads });
+                result = DataCommon.Evaluate(trainer, info, data, augmentation);
+            }
+            else
+            {
+                using Network network = model.Create(weights, new NetworkOptions { MaxBatch = Math.Min(batch, data.Count), Threads = threads });
                 result = DataCommon.Evaluate(network, data, augmentation);
             }
-            catch (ArgumentException e)
-            {
-                throw new CliException($"--data {dataPath}: its {data.Height}x{data.Width} images cannot be made into {ModelCommon.ShapeText(info.InputShape)} input: {e.Message.Split(" (Parameter", 2)[0]}");
-            }
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException($"--data {dataPath}: its {data.Height}x{data.Width} images cannot be made into {ModelCommon.ShapeText(info.InputShape)} input: {e.Message.Split(" (Parameter", 2)[0]}");
         }
 
         string[] classes = data.ClassNames;

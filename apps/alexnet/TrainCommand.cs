@@ -50,7 +50,9 @@ internal static class TrainCommand
             "                        shuffles, dropout masks and momentum\n" +
             "  --stop-after N        stop after N batches of this run, writing last.safetensors (resume later)\n" +
             "  --weights FILE        start from these weights (transfer learning; any weights format)\n" +
-            "  --reinit LAYERS       comma list of layers initialized fresh even when --weights has them (e.g. fc8)\n" +
+            "  --reinit LAYERS       comma list of layers initialized fresh even when --weights has them (e.g. fc8);\n" +
+            "                        reinitializing the last layer on data with another number of classes gives it\n" +
+            "                        that many outputs (a new head; eval takes the checkpoint, classify needs a spec)\n" +
             "  --freeze LAYERS       comma list of layers not updated; 'convs': every convolution\n" +
             "  --limit N             train on the first N training images only\n" +
             "  --val-data PATH       validation set (default: Fashion-MNIST's t10k test set, or 10% of an image folder)\n" +
@@ -161,7 +163,32 @@ internal static class TrainCommand
         }
 
         // The data.
-        TrainingDataset train = DataCommon.Load("--data", dataPath, info, trainSplit: true, augmentation.Kinds);
+        TrainingDataset train = DataCommon.Load("--data", dataPath, info, trainSplit: true, augmentation.Kinds, checkClasses: false);
+        // A data set with another number of classes trains a new last layer (transfer learning): asked for with
+        // --reinit LAST on a fresh start, remembered by the checkpoint on --resume. Validation then runs through the
+        // trainer's own forward, since the compiled model has the old number of outputs.
+        bool newHead = false;
+        if (train.Classes != info.Classes)
+        {
+            string last = info.Layers[^1].Name;
+            bool asked = Array.IndexOf(reinit, last) >= 0 ||
+                (saved.TryGetValue(Prefix + "classes", out string? savedClasses) && savedClasses == Text(train.Classes));
+            if (!asked)
+            {
+                string[] names = train.ClassNames;
+                throw new CliException($"--data {dataPath}: the data has {train.Classes} classes ({string.Join(", ", names, 0, Math.Min(names.Length, 12))}{(names.Length > 12 ? ", ..." : "")}); " +
+                    $"model {info.Name} has {info.Classes} (add --reinit {last} to train a new {last} for {train.Classes} classes)");
+            }
+            try
+            {
+                info = info.WithClasses(train.Classes, train.ClassNames);
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliException($"--data {dataPath}: {e.Message}");
+            }
+            newHead = true;
+        }
         TrainingDataset? validation = null;
         if (valData is not null)
         {
@@ -284,6 +311,7 @@ internal static class TrainCommand
             [Prefix + "val_limit"] = valLimit is int vl ? Text(vl) : "",
             [Prefix + "data"] = dataPath,
             [Prefix + "count"] = Text(train.Count),
+            [Prefix + "classes"] = Text(info.Classes),
         };
         if (schedule.Kind != "step" || schedule.Milestones.Count > 0) settings.Remove(Prefix + "step_size");
 
@@ -402,8 +430,15 @@ internal static class TrainCommand
             if (validation is not null)
             {
                 int evalBatch = Math.Min(Math.Min(batch, ModelCommon.ChunkImages * 4), validation.Count);
-                using Network network = model.Create(trainer.AsWeightSource(), new NetworkOptions { MaxBatch = evalBatch, Threads = trainer.Threads });
-                val = DataCommon.Evaluate(network, validation, augmentation);
+                if (newHead)
+                {
+                    val = DataCommon.Evaluate(trainer, info, validation, augmentation);
+                }
+                else
+                {
+                    using Network network = model.Create(trainer.AsWeightSource(), new NetworkOptions { MaxBatch = evalBatch, Threads = trainer.Threads });
+                    val = DataCommon.Evaluate(network, validation, augmentation);
+                }
             }
             double trainLoss = lossSum / Math.Max(seen, 1), trainAccuracy = (double)correct / Math.Max(seen, 1);
             schedule.Observe(epoch, val is null ? 1 - trainAccuracy : 1 - val.Top1Accuracy);

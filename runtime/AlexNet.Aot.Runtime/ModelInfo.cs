@@ -167,6 +167,40 @@ public sealed record ModelInfo(
         }
     }
 
+    /// <summary>
+    /// This model with its last layer replaced by a dense layer of <paramref name="classes"/> outputs (transfer
+    /// learning: a new head for another data set). Only the <see cref="Training.Trainer"/> runs such a model (the
+    /// generated code is compiled for <see cref="Classes"/> outputs); its checkpoint keys stay the same.
+    /// </summary>
+    /// <exception cref="ArgumentException">the last layer is not a dense layer followed only by relu, dropout or softmax.</exception>
+    public ModelInfo WithClasses(int classes, string[]? labels = null)
+    {
+        if (classes < 1) throw new ArgumentOutOfRangeException(nameof(classes), classes, "classes must be at least 1");
+        LayerInfo last = Layers[^1];
+        if (last.Kind != "dense" || last.Ops.Length == 0)
+            throw new ArgumentException($"model {Name}: its last layer {last.Name} is not a dense layer, so it cannot be given {classes} outputs");
+        var ops = new OperationInfo[last.Ops.Length];
+        for (int i = 0; i < ops.Length; i++)
+        {
+            OperationInfo op = last.Ops[i];
+            if (i > 0 && op.Kind is not (OperationKind.Relu or OperationKind.Dropout or OperationKind.Softmax or OperationKind.Flatten))
+                throw new ArgumentException($"model {Name}: its last layer {last.Name} has {op.Kind} after the dense product, so it cannot be given {classes} outputs");
+            ops[i] = i == 0 ? op with { Out = classes, OutputShape = new[] { classes } } : op with { OutputShape = new[] { classes } };
+        }
+        int fanIn = last.Parameters[0].Shape[1];
+        var parameters = new ParameterInfo[last.Parameters.Length];
+        for (int i = 0; i < parameters.Length; i++)
+        {
+            ParameterInfo p = last.Parameters[i];
+            int[] shape = (int[])p.Shape.Clone();
+            shape[0] = classes;
+            parameters[i] = p with { Shape = shape };
+        }
+        var layers = (LayerInfo[])Layers.Clone();
+        layers[^1] = last with { OutputShape = new[] { classes }, Parameters = parameters, MultiplyAdds = (long)fanIn * classes, Ops = ops };
+        return this with { Classes = classes, Layers = layers, Labels = labels ?? (classes == Classes ? Labels : Array.Empty<string>()) };
+    }
+
     /// <summary>Arena bytes for a session with the given maximum batch and thread count.</summary>
     public long ArenaBytes(int maxBatch, int threads = 1) => 4 * (ArenaFloatsPerWorker * threads + ArenaFloatsPerImage * (long)maxBatch);
 }

@@ -291,6 +291,39 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
     }
 
     [Fact]
+    public void A_new_head_for_another_number_of_classes_trains_resumes_and_evaluates()
+    {
+        string root = Temp("newhead");
+        for (int c = 0; c < 4; c++)
+        {
+            string dir = Path.Combine(root, "kind" + c);
+            Directory.CreateDirectory(dir);
+            for (int i = 0; i < 3; i++)
+                File.WriteAllBytes(Path.Combine(dir, $"{i}.png"), Png(36, 30, (x, y) => (byte)((x * (c + 2) + y * (i + 3)) % 256)));
+        }
+        string pretrained = Fixtures.Path("tv-mini", "tv-mini.safetensors");
+        string outDir = Temp("newhead-out");
+
+        // Without --reinit fc8 the class count is a clear error that says what to do.
+        AssertFailure(Cli.Run("train", "--model", "tv-mini", "--data", root, "--weights", pretrained, "--out", outDir), 1,
+            "the data has 4 classes (kind0, kind1, kind2, kind3); model tv-mini has 10 (add --reinit fc8 to train a new fc8 for 4 classes)");
+
+        AssertOk(Cli.Run("train", "--model", "tv-mini", "--data", root, "--weights", pretrained, "--reinit", "fc8", "--epochs", "1",
+            "--batch", "4", "--val-split", "0", "--threads", "2", "--out", outDir, "--quiet"));
+        var ckpt = SafeTensorsFile.Load(Path.Combine(outDir, "last.safetensors"));
+        Assert.True(ckpt.TryGet("classifier.6.weight", out LoadedTensor head));
+        Assert.Equal(new[] { 4, 64 }, head.Shape);
+        AssertOk(Cli.Run("train", "--model", "tv-mini", "--data", root, "--resume", "--epochs", "2", "--out", outDir, "--quiet"));
+
+        CliResult eval = Cli.Run("eval", "--model", "tv-mini", "--weights", Path.Combine(outDir, "last.safetensors"), "--data", root, "--json");
+        AssertOk(eval);
+        using JsonDocument doc = JsonDocument.Parse(eval.Stdout);
+        Assert.Equal(12, doc.RootElement.GetProperty("count").GetInt32());
+        Assert.Equal(4, doc.RootElement.GetProperty("classes").GetArrayLength());
+        Assert.Equal(4, doc.RootElement.GetProperty("confusion").GetArrayLength());
+    }
+
+    [Fact]
     public void Wrong_arguments_are_one_clear_line_and_exit_code_2()
     {
         string outDir = Temp("usage");

@@ -241,4 +241,23 @@ public sealed class TrainerTransferTests
         Assert.True(t["features.0.weight"].Frozen);
         Assert.NotEqual(fc6, t["classifier.1.weight"].Value);
     }
+
+    [Fact]
+    public void WithClassesGivesTheLastDenseLayerANewWidthAndTheTrainerTrainsIt()
+    {
+        ModelInfo model = AlexNet.Aot.Models.ModelCatalog.Find("alexnet-fmnist")!.Info;
+        ModelInfo five = model.WithClasses(5, new[] { "a", "b", "c", "d", "e" });
+        Assert.Equal(5, five.Classes);
+        Assert.Equal(new[] { 5, 256 }, five.Layers[^1].Parameters[0].Shape);
+        Assert.Equal(new[] { 5 }, five.Layers[^1].Parameters[1].Shape);
+        Assert.Equal(10, model.Classes); // the original is unchanged
+        Assert.Equal(new[] { 10, 256 }, model.Layers[^1].Parameters[0].Shape);
+        using var t = new Trainer(five, null, new TrainerOptions { MaxBatch = 4, Threads = 2 });
+        float[] x = AlexNet.Aot.Tests.Reference.RandomWeights.Uniform(4 * five.InputLength, 8);
+        float first = t.Step(x, new[] { 0, 1, 2, 4 }, 4);
+        for (int i = 0; i < 20; i++) t.Step(x, new[] { 0, 1, 2, 4 }, 4);
+        Assert.True(t.LastLoss < first, $"loss {first} -> {t.LastLoss}");
+        Assert.Throws<ArgumentOutOfRangeException>(() => t.Step(x, new[] { 0, 1, 2, 5 }, 4));
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.WithClasses(0));
+    }
 }
