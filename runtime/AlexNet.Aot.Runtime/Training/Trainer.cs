@@ -42,6 +42,7 @@ public sealed class TrainerOptions
 public sealed partial class Trainer : IDisposable, IParallelBody
 {
     private readonly List<TrainableTensor> _tensors = new();
+    private readonly HashSet<string> _frozenLayers;
     private readonly Dictionary<string, TrainableTensor> _byKey = new(StringComparer.Ordinal);
     private readonly TrainOp[] _ops;
     private readonly float[] _input;
@@ -81,6 +82,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         foreach (string name in Options.Freeze)
             if (!known.Contains(name)) throw new ArgumentException($"Freeze names layer '{name}', which model {model.Name} does not have (layers: {string.Join(", ", known)}).", nameof(options));
 
+        _frozenLayers = new HashSet<string>(Options.Freeze, StringComparer.Ordinal);
         CreateTensors(weights);
         var ops = new List<TrainOp>();
         BuildOps(ops);
@@ -263,16 +265,9 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             _team?.Barrier();
             if (needDx) (dy, dx) = (dx, dy);
         }
-        bool reduced = false;
-        foreach (TrainOp op in _ops)
-        {
-            if (op is ConvOp)
-            {
-                op.Reduce(ctx);
-                reduced = true;
-            }
-        }
-        if (reduced) _team?.Barrier();
+        // Sum the per-worker parameter gradients (only convolutions keep them per worker; the other ops' Reduce is empty).
+        foreach (TrainOp op in _ops) op.Reduce(ctx);
+        _team?.Barrier();
         if (_update)
             for (int i = 0; i < _tensors.Count; i++) Update(_tensors[i], worker, workers);
     }
@@ -357,13 +352,12 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     private void CreateTensors(IWeightSource? weights)
     {
         var reinit = new HashSet<string>(Options.Reinitialize, StringComparer.Ordinal);
-        var frozen = new HashSet<string>(Options.Freeze, StringComparer.Ordinal);
         WeightBinder? binder = weights is null ? null : new WeightBinder(weights, Model);
         foreach (LayerInfo layer in Model.Layers)
         {
             foreach (ParameterInfo p in layer.Parameters)
             {
-                var t = new TrainableTensor(p.Key, p.Shape, !IsRunningStat(p.Key)) { Frozen = frozen.Contains(layer.Name) };
+                var t = new TrainableTensor(p.Key, p.Shape, !IsRunningStat(p.Key)) { Frozen = _frozenLayers.Contains(layer.Name) };
                 _tensors.Add(t);
                 _byKey[p.Key] = t;
                 Initialize(layer, p, t);
@@ -424,8 +418,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         int dropouts = 0;
         foreach (LayerInfo layer in Model.Layers)
         {
-            bool frozen = false;
-            foreach (string f in Options.Freeze) if (f == layer.Name) frozen = true;
+            bool frozen = _frozenLayers.Contains(layer.Name);
             foreach (OperationInfo op in layer.Ops)
             {
                 Shape3 outShape = op.OutputShape.Length == 3 ? new Shape3(op.OutputShape[0], op.OutputShape[1], op.OutputShape[2])
