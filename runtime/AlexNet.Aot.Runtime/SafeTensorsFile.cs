@@ -58,16 +58,37 @@ public sealed class SafeTensorsFile : IWeightSource
         return false;
     }
 
-    /// <summary>Reads and checks the safetensors file at <paramref name="path"/>.</summary>
+    /// <summary>
+    /// Float32 tensors at least this large (in bytes) are read in place from a memory-mapped file by
+    /// <see cref="Load(string, bool)"/>; smaller ones (biases, statistics) are copied into arrays.
+    /// </summary>
+    public const int MapThresholdBytes = 64 * 1024;
+
+    /// <summary>
+    /// Reads and checks the safetensors file at <paramref name="path"/>; large float32 tensors are memory-mapped
+    /// (used in place, no copy) unless the environment variable <c>ALEXNET_MMAP</c> is <c>0</c>.
+    /// </summary>
     /// <exception cref="WeightsException">The file is missing, unreadable or malformed; the message starts with <paramref name="path"/>.</exception>
-    public static SafeTensorsFile Load(string path)
+    public static SafeTensorsFile Load(string path) => Load(path, MappedFile.Enabled);
+
+    /// <summary>
+    /// Reads and checks the safetensors file at <paramref name="path"/>. With <paramref name="memoryMap"/>, the file is
+    /// mapped read-only and every little-endian float32 tensor of at least <see cref="MapThresholdBytes"/> bytes at a
+    /// 4-byte-aligned offset is used in place (<see cref="LoadedTensor.IsMapped"/>): the weights cost page cache, shared
+    /// with every other process mapping the file, instead of a private copy. The whole file is still checked as it is
+    /// without mapping (header, offsets, and a checkpoint's checksum over every byte).
+    /// A mapped file must not be truncated in place while tensors from it are in use (replacing it by rename is safe).
+    /// </summary>
+    /// <exception cref="WeightsException">The file is missing, unreadable or malformed; the message starts with <paramref name="path"/>.</exception>
+    public static SafeTensorsFile Load(string path, bool memoryMap)
     {
         ArgumentNullException.ThrowIfNull(path);
         if (Directory.Exists(path))
             throw new WeightsException($"{path}: is a directory, not a safetensors file");
         if (!File.Exists(path))
             throw new WeightsException($"{path}: file not found");
-        // Streams the file: the header first, then each tensor straight into its float array (no copy of the whole file).
+        // Streams the file: the header first, then each tensor straight into its float array (no copy of the whole
+        // file), or, mapped, each large float32 tensor read where it lies.
         try
         {
             using Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(path);
@@ -83,10 +104,20 @@ public sealed class SafeTensorsFile : IWeightSource
                 throw Fail(path, $"{dataSize} bytes of tensor data: more than this reader supports (2 GiB)");
             (string[] keys, List<Entry> infos, Dictionary<string, string> metadata) = ParseHeader(path, header, (int)dataSize);
             long dataStart = 8 + (long)headerLength;
+            MappedFile? map = null;
+            if (memoryMap && BitConverter.IsLittleEndian && infos.Exists(e => Mappable(e, dataStart)))
+                map = MappedFile.Map(handle, length);
             var tensors = new Dictionary<string, LoadedTensor>(infos.Count, StringComparer.Ordinal);
             using System.Security.Cryptography.IncrementalHash? hash = Training.CheckpointChecksum.Begin(metadata);
             foreach (Entry e in infos)
             {
+                if (map is not null && Mappable(e, dataStart))
+                {
+                    ReadOnlyMemory<float> mapped = map.Floats(dataStart + e.Begin, (int)e.Count);
+                    if (hash is not null) Training.CheckpointChecksum.Append(hash, e.Key, e.Shape, map.Bytes(dataStart + e.Begin, (int)(e.End - e.Begin)));
+                    tensors.Add(e.Key, new LoadedTensor(e.Key, e.Shape, e.DType, mapped, mapped: true));
+                    continue;
+                }
                 float[] values;
                 if (e.DType == "F32" && BitConverter.IsLittleEndian)
                 {
@@ -117,6 +148,10 @@ public sealed class SafeTensorsFile : IWeightSource
             throw new WeightsException($"{path}: cannot read the file: {e.Message}", e);
         }
     }
+
+    /// <summary>Whether <paramref name="e"/> is read in place from a mapping: float32, large, 4-byte aligned in the file.</summary>
+    private static bool Mappable(Entry e, long dataStart) =>
+        e.DType == "F32" && e.End - e.Begin >= MapThresholdBytes && (dataStart + e.Begin) % sizeof(float) == 0;
 
     private static int ReadAt(Microsoft.Win32.SafeHandles.SafeFileHandle handle, Span<byte> buffer, long offset)
     {

@@ -50,12 +50,38 @@ public sealed class WeightBinder
         }
         if (parameter.Optional)
             return t.Data; // e.g. num_batches_tracked (int64): not used for inference
-        if (t.Data.Length != parameter.Count)
+        if (t.Values.Length != parameter.Count)
         {
             _problems.Add($"{parameter.Key}: dtype {t.DType} is not a floating-point type");
             return Array.Empty<float>();
         }
         return t.Data;
+    }
+
+    /// <summary>
+    /// The values for <paramref name="parameter"/> where they are (a mapped file's pages, or the loaded array), without a
+    /// copy; empty (and a recorded problem) when the tensor is missing, mis-shaped or not floating-point.
+    /// For required parameters only: weights that are packed or used as they are.
+    /// </summary>
+    public ReadOnlyMemory<float> TakeValues(ParameterInfo parameter)
+    {
+        if (!_source.TryGet(parameter.Key, out LoadedTensor t))
+        {
+            _problems.Add($"missing {parameter.Key}: expected shape {parameter.ShapeText}");
+            return ReadOnlyMemory<float>.Empty;
+        }
+        _used.Add(parameter.Key);
+        if (!SameShape(t.Shape, parameter.Shape))
+        {
+            _problems.Add($"{parameter.Key}: expected shape {parameter.ShapeText}, found [{string.Join(", ", t.Shape)}]");
+            return ReadOnlyMemory<float>.Empty;
+        }
+        if (t.Values.Length != parameter.Count)
+        {
+            _problems.Add($"{parameter.Key}: dtype {t.DType} is not a floating-point type");
+            return ReadOnlyMemory<float>.Empty;
+        }
+        return t.Values;
     }
 
     /// <summary>Throws a <see cref="WeightsException"/> listing every problem, and the keys found that the model does not use.</summary>

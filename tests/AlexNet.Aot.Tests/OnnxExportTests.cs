@@ -118,7 +118,7 @@ public sealed class OnnxExportTests : IDisposable
             if (key != "features.3.weight" && full.TryGet(key, out LoadedTensor t)) tensors[key] = t;
         // And one mis-shaped tensor: every problem is listed.
         LoadedTensor bias = tensors["classifier.6.bias"];
-        tensors["classifier.6.bias"] = bias with { Shape = new[] { 5, 2 } };
+        tensors["classifier.6.bias"] = new LoadedTensor(bias.Key, new[] { 5, 2 }, bias.DType, bias.Data);
 
         string path = Path.Combine(_dir, "missing.onnx");
         var e = Assert.Throws<WeightsException>(() => OnnxExporter.Export(entry.Info, new DictionaryWeights("test dictionary", tensors), path));

@@ -80,7 +80,7 @@ internal static class Emitter
                 {
                     if (!l.IsConv)
                     {
-                        w.Line($"private readonly float[]? {Field(l, "Weights")};");
+                        w.Line($"private readonly global::System.ReadOnlyMemory<float> {Field(l, "Weights")};");
                         w.Line($"private readonly ushort[]? {Field(l, "WeightsBf16")};");
                         w.Line($"private readonly float[] {Field(l, "Bias")};");
                     }
@@ -224,7 +224,10 @@ internal static class Emitter
                 {
                     ParamPlan pp = l.Parameters[p];
                     if (pp.Optional) continue;
-                    w.Line($"float[] {Local(l, pp)} = binder.Take(layers[{l.Index}].Parameters[{p}])!;");
+                    // Weights are taken where they are (a mapped file is read in place); everything else as arrays.
+                    w.Line(p == 0
+                        ? $"global::System.ReadOnlyMemory<float> {Local(l, pp)} = binder.TakeValues(layers[{l.Index}].Parameters[{p}]);"
+                        : $"float[] {Local(l, pp)} = binder.Take(layers[{l.Index}].Parameters[{p}])!;");
                 }
             }
             w.Line("binder.ThrowIfFailed();");
@@ -234,11 +237,12 @@ internal static class Emitter
                 w.Line($"// {l.Spec.Name}: {Planner.LayerHead(l.Spec)}");
                 ParamPlan weight = l.Parameters[0];
                 string bias = l.Spec.Bias ? Local(l, l.Parameters[1]) : "null";
-                // The loaded array is used as it is (conv weights are packed into new arrays; dense weights are shared,
-                // read-only, by every session made from the same source); only batch-norm folding writes, so it copies.
+                // The loaded weights are used where they are (conv weights are packed into new arrays; dense weights are
+                // shared, read-only, by every session made from the same source, in place when the file is mapped);
+                // only batch-norm folding writes, so it copies.
                 w.Line(l.FoldedBatchNorm is not null
-                    ? $"float[] {l.Spec.Name}W = (float[]){Local(l, weight)}.Clone();"
-                    : $"float[] {l.Spec.Name}W = {Local(l, weight)};");
+                    ? $"float[] {l.Spec.Name}W = {Local(l, weight)}.ToArray();"
+                    : $"global::System.ReadOnlyMemory<float> {l.Spec.Name}W = {Local(l, weight)};");
                 w.Line($"float[] {l.Spec.Name}B = global::AlexNet.Aot.WeightPacking.CopyOrZeros({bias}, {I(l.OutC)});");
                 if (l.FoldedBatchNorm is { } bn)
                 {
@@ -246,10 +250,10 @@ internal static class Emitter
                     w.Line($"global::AlexNet.Aot.WeightPacking.FoldBatchNorm({l.Spec.Name}W, {l.Spec.Name}B, {BnLocal(l, pre, "weight")}, {BnLocal(l, pre, "bias")}, {BnLocal(l, pre, "running_mean")}, {BnLocal(l, pre, "running_var")}, {F(bn.Eps)});");
                 }
                 if (l.IsConv)
-                    w.Line($"{Field(l, "Weights")} = {l.ClassName}.PackWeights({l.Spec.Name}W);");
+                    w.Line($"{Field(l, "Weights")} = {l.ClassName}.PackWeights({l.Spec.Name}W{(l.FoldedBatchNorm is null ? ".Span" : "")});");
                 else
                 {
-                    w.Line($"if (options.DenseWeights == global::AlexNet.Aot.WeightPrecision.BFloat16) {Field(l, "WeightsBf16")} = global::AlexNet.Aot.WeightPacking.ToBFloat16({l.Spec.Name}W);");
+                    w.Line($"if (options.DenseWeights == global::AlexNet.Aot.WeightPrecision.BFloat16) {Field(l, "WeightsBf16")} = global::AlexNet.Aot.WeightPacking.ToBFloat16({l.Spec.Name}W{(l.FoldedBatchNorm is null ? ".Span" : "")});");
                     w.Line($"else {Field(l, "Weights")} = {l.Spec.Name}W;");
                 }
                 w.Line($"{Field(l, "Bias")} = {l.Spec.Name}B;");
@@ -329,7 +333,7 @@ internal static class Emitter
                     _ => $"Unsafe.Add(ref dense, {I(d.In.Offset)} * maxBatch)",
                 };
                 string outRef = d.Out.Region == Region.Output ? "y" : $"Unsafe.Add(ref dense, {I(d.Out.Offset)} * maxBatch)";
-                w.Line($"if ({Field(l, "WeightsBf16")} is null) {l.ClassName}.Forward(ref {inRef}, ref {outRef}, batch, {Args(l).Replace(Field(l, "Weights") + ",", Field(l, "Weights") + "!,")}, worker, workers);");
+                w.Line($"if ({Field(l, "WeightsBf16")} is null) {l.ClassName}.Forward(ref {inRef}, ref {outRef}, batch, {Args(l)}, worker, workers);");
                 w.Line($"else {l.ClassName}.ForwardBf16(ref {inRef}, ref {outRef}, batch, {Args(l).Replace(Field(l, "Weights") + ",", Field(l, "WeightsBf16") + ",")}, worker, workers);");
                 w.Line("if (workers > 1) team!.Barrier();");
                 w.Line($"if (profile) t0 = Tick(ticks, {I(l.Index)}, t0);");

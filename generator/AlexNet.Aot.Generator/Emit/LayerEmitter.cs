@@ -169,7 +169,7 @@ internal static class LayerEmitter
             w.Line("public static int PanelRows => " + PanelRowsLadder() + ";");
             w.Line();
             w.Line("/// <summary>Packs [OutC, CinG, KH, KW] weights into the panels of the path in use; once, at load.</summary>");
-            w.Line("public static float[] PackWeights(float[] weights) => global::AlexNet.Aot.WeightPacking.PackRowPanels(weights, Groups, CoutG, K, PanelRows);");
+            w.Line("public static float[] PackWeights(global::System.ReadOnlySpan<float> weights) => global::AlexNet.Aot.WeightPacking.PackRowPanels(weights, Groups, CoutG, K, PanelRows);");
             w.Line();
             Summary(w,
                 "Runs the line for one image, this worker's share (<paramref name=\"part\"/> of <paramref name=\"parts\"/>).",
@@ -411,10 +411,10 @@ internal static class LayerEmitter
                 Summary(w, bf16
                     ? "Runs the line for a batch with bfloat16 weights (float32 accumulation), this worker's rows."
                     : "Runs the line for a batch (input [batch, In], output [batch, Out]), this worker's rows.");
-                string list = ParamList(L).Replace("float[] weights", bf16 ? "ushort[] weights" : "float[] weights");
+                string list = ParamList(L).Replace("float[] weights", bf16 ? "ushort[] weights" : "global::System.ReadOnlyMemory<float> weights");
                 using (w.Block($"public static void Forward{(bf16 ? "Bf16" : "")}(ref float input, ref float output, int batch, {list}, int part, int parts)"))
                 {
-                    w.Line(bf16 ? "ref ushort w = ref MemoryMarshal.GetArrayDataReference(weights);" : "ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
+                    w.Line(bf16 ? "ref ushort w = ref MemoryMarshal.GetArrayDataReference(weights);" : "ref float w = ref MemoryMarshal.GetReference(weights.Span); // the loaded array, or a mapped file's pages");
                     w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
                     Share(w, "blockLo", "blockHi", I(outF / 4));
                     w.Line($"int o0 = blockLo * 4, o1 = part == parts - 1 ? Out : blockHi * 4;");

@@ -368,8 +368,8 @@ public sealed partial class Trainer : IDisposable, IParallelBody
                     binder.Take(p);
                     continue;
                 }
-                float[]? data = binder.Take(p);
-                if (data is not null && data.Length == t.Value.Length) data.AsSpan().CopyTo(t.Value);
+                ReadOnlyMemory<float> data = binder.TakeValues(p); // read in place: no second copy of a mapped file
+                if (data.Length == t.Value.Length) data.Span.CopyTo(t.Value);
             }
         }
         binder?.ThrowIfFailed();

@@ -45,7 +45,7 @@ public sealed class TrainingState
 /// lower-case hex SHA-256 over every tensor in file order (its UTF-8 key, a zero byte, the rank as a little-endian
 /// int32, each dimension and the byte length as little-endian int64, then the raw little-endian bytes).
 /// Files are written atomically (a temporary file in the same folder, flushed to disk, renamed over the target), and
-/// <see cref="SafeTensorsFile.Load"/> verifies the checksum of any file in this format, so a corrupt checkpoint is
+/// <see cref="SafeTensorsFile.Load(string)"/> verifies the checksum of any file in this format, so a corrupt checkpoint is
 /// refused wherever it is read.
 /// </summary>
 public sealed class TrainingCheckpoint
