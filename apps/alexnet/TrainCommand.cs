@@ -59,6 +59,7 @@ internal static class TrainCommand
             "  --val-split N         validate on N images split off the training data (seeded; 0: no validation)\n" +
             "  --val-limit N         validate on the first N validation images only\n" +
             "  --quiet               no progress bar\n" +
+            "  --profile             at the end, print each operation's forward and backward time per step\n" +
             "A loss that becomes NaN or infinite stops training at once (exit code 1); the last good checkpoint is kept.\n",
         ValueOptions: new[]
         {
@@ -66,7 +67,7 @@ internal static class TrainCommand
             "--step-size", "--patience", "--seed", "--threads", "--init", "--augment", "--out", "--checkpoint-every", "--stop-after",
             "--weights", "--reinit", "--freeze", "--limit", "--val-data", "--val-split", "--val-limit",
         },
-        Flags: new[] { "--no-dropout", "--quiet" },
+        Flags: new[] { "--no-dropout", "--quiet", "--profile" },
         AllowsPositionals: false,
         Run: Run,
         OptionalValues: new[] { "--resume" });
@@ -251,6 +252,7 @@ internal static class TrainCommand
             Freeze = freeze,
         });
         checkpoint?.Restore(trainer);
+        trainer.Profiling = args.Flag("--profile");
         trainer.Momentum = (float)momentum;
         trainer.WeightDecay = (float)weightDecay;
         if (checkpoint is not null && checkpoint.State.Schedule.Length > 0)
@@ -400,6 +402,7 @@ internal static class TrainCommand
                         TrainingCheckpoint.Save(lastPath, trainer, State(epoch, b, rate));
                     }
                     Console.Out.WriteLine($"stopped after {stepsThisRun} batch(es) at epoch {epoch + 1}, batch {b + 1} of {batches}: {lastPath} (continue with --resume)");
+                    PrintProfile(trainer, batch);
                     return ExitCodes.Ok;
                 }
                 int n = Math.Min(batch, train.Count - b * batch);
@@ -476,7 +479,22 @@ internal static class TrainCommand
         }
 
         Console.Out.WriteLine($"done: {epochs} epoch(s); best {(validation is null ? "training" : "validation")} accuracy {Percent(best)} (epoch {bestEpoch}); {outDir}");
+        PrintProfile(trainer, batch);
         return ExitCodes.Ok;
+    }
+
+    /// <summary>With --profile: each operation's forward and backward milliseconds per step, and its share of the step.</summary>
+    private static void PrintProfile(Trainer trainer, int batch)
+    {
+        if (!trainer.Profiling) return;
+        var rows = trainer.GetProfile();
+        double total = 0;
+        foreach (var r in rows) total += r.Milliseconds;
+        if (total <= 0) return;
+        Console.Out.WriteLine($"profile: {ModelCommon.Number(total, "0.0")} ms per step of up to {batch} images ({trainer.Threads} thread(s), {Trainer.KernelPath})");
+        Console.Out.WriteLine("OPERATION          PASS                       MS   SHARE");
+        foreach (var (op, pass, ms) in rows)
+            Console.Out.WriteLine($"{op,-18} {pass,-22} {ModelCommon.Number(ms, "0.00"),8} {ModelCommon.Number(100 * ms / total, "0.0"),6}%");
     }
 
     /// <summary>The divergence error, once no checkpoint is written (the last good one stays).</summary>

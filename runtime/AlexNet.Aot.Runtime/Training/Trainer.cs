@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Threading;
 
 namespace AlexNet.Aot.Training;
@@ -59,6 +60,9 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     private int _batch;
     private bool _training, _backward, _update;
     private float[] _logitsOut = Array.Empty<float>();
+    private long[] _profileTicks = Array.Empty<long>();
+    private long _profileSteps;
+    private bool _profileStep;
 
     /// <summary>Builds a trainer for <paramref name="model"/>, with parameters from <paramref name="weights"/> where given
     /// (checked like a session's: every missing or mis-shaped tensor is reported) and initialized otherwise.</summary>
@@ -87,6 +91,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         var ops = new List<TrainOp>();
         BuildOps(ops);
         _ops = ops.ToArray();
+        _profileTicks = new long[2 * _ops.Length + 3];
 
         _lowestTrainable = _ops.Length;
         for (int i = 0; i < _ops.Length; i++)
@@ -224,6 +229,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             _training = training;
             _backward = backward;
             _update = update;
+            _profileStep = Profiling && backward; // read once: every worker must agree on the barriers
             if (_team is null) Work(0, 1);
             else _team.Run(this);
             float[] last = _ops.Length > 0 ? _ops[^1].Y : _input;
@@ -246,16 +252,21 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     private void Work(int worker, int workers)
     {
         var ctx = new StepContext(worker, workers, _batch, _training, needDx: true, _scratch[worker], Options.Seed, StepCount);
+        // Profiling: worker 0 reads the clock after each barrier, so an op's time is its wall time on the team.
+        bool profile = _profileStep && worker == 0;
+        long t0 = profile ? Stopwatch.GetTimestamp() : 0;
         for (int i = 0; i < _ops.Length; i++)
         {
             if (_ops[i].IsIdentity) continue;
             _ops[i].Forward(ctx);
             _team?.Barrier();
+            if (profile) t0 = Tick(ref _profileTicks[i], t0);
         }
         if (!_backward) return;
         float[] dy = _g0, dx = _g1;
         if (worker == 0) Score(_ops[^1].Y, _batch, dy);
         _team?.Barrier();
+        if (profile) t0 = Tick(ref _profileTicks[2 * _ops.Length], t0);
         for (int i = _ops.Length - 1; i >= _lowestTrainable; i--)
         {
             TrainOp op = _ops[i];
@@ -263,13 +274,60 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             bool needDx = i > _lowestTrainable;
             op.Backward(ctx.WithNeedDx(needDx), dy, dx);
             _team?.Barrier();
+            if (profile) t0 = Tick(ref _profileTicks[_ops.Length + i], t0);
             if (needDx) (dy, dx) = (dx, dy);
         }
         // Sum the per-worker parameter gradients (only convolutions keep them per worker; the other ops' Reduce is empty).
         foreach (TrainOp op in _ops) op.Reduce(ctx);
         _team?.Barrier();
+        if (profile) t0 = Tick(ref _profileTicks[2 * _ops.Length + 1], t0);
         if (_update)
             for (int i = 0; i < _tensors.Count; i++) Update(_tensors[i], worker, workers);
+        if (profile)
+        {
+            _team?.Barrier();
+            Tick(ref _profileTicks[2 * _ops.Length + 2], t0);
+            _profileSteps++;
+        }
+        else if (_profileStep) _team?.Barrier(); // the other workers meet worker 0's last barrier
+    }
+
+    private static long Tick(ref long slot, long t0)
+    {
+        long t = Stopwatch.GetTimestamp();
+        slot += t - t0;
+        return t;
+    }
+
+    // ------------------------------------------------------------------ profiling
+
+    /// <summary>When true, each training step (<see cref="Step"/>, <see cref="ComputeGradients"/>) adds every operation's
+    /// forward and backward wall time to <see cref="GetProfile"/>; off by default (it adds one barrier per step).</summary>
+    public bool Profiling { get; set; }
+
+    /// <summary>Milliseconds per profiled step spent in each operation's forward and backward, then in the loss, the
+    /// gradient reduction and the optimizer; identity operations and operations below the lowest trainable one
+    /// (no backward) are left out. Clears nothing (see <see cref="ResetProfile"/>).</summary>
+    public IReadOnlyList<(string Operation, string Pass, double Milliseconds)> GetProfile()
+    {
+        var rows = new List<(string, string, double)>();
+        double per(long ticks) => _profileSteps == 0 ? 0 : ticks * 1000.0 / Stopwatch.Frequency / _profileSteps;
+        int n = _ops.Length;
+        for (int i = 0; i < n; i++)
+            if (!_ops[i].IsIdentity) rows.Add((_ops[i].Name, "forward", per(_profileTicks[i])));
+        rows.Add(("loss", "softmax cross-entropy", per(_profileTicks[2 * n])));
+        for (int i = n - 1; i >= _lowestTrainable; i--)
+            if (!_ops[i].IsIdentity) rows.Add((_ops[i].Name, "backward", per(_profileTicks[n + i])));
+        rows.Add(("reduce", "per-worker gradients", per(_profileTicks[2 * n + 1])));
+        rows.Add(("sgd", "update", per(_profileTicks[2 * n + 2])));
+        return rows;
+    }
+
+    /// <summary>Clears the times <see cref="GetProfile"/> reports.</summary>
+    public void ResetProfile()
+    {
+        Array.Clear(_profileTicks);
+        _profileSteps = 0;
     }
 
     /// <summary>Softmax cross-entropy of the logits against the labels: sets the loss and accuracy counts and, when
