@@ -25,7 +25,8 @@ internal static class ClassifyCommand
             "                        torchvision  shorter side to 256 (antialiased bilinear), centre crop to the input\n" +
             "                                     size, [0,1], minus mean, over std (the default when the model's spec\n" +
             "                                     has normalize; inputs under 64 pixels are resized straight)\n" +
-            "                        caffe        warp to 256x256, centre crop, BGR 0-255 minus mean 104,117,123 (BVLC weights)\n" +
+            "                        caffe        warp to 256x256, centre crop, BGR 0-255 minus mean 104,117,123 (BVLC weights;\n" +
+            "                                     the default when the model's spec says preprocess caffe)\n" +
             "                        none         resize straight to the input size, [0,1] (the default otherwise)\n" +
             "  --ten-crop          average the probabilities of 10 crops (corners, centre, and their mirror images)\n" +
             "  --labels FILE       class names, one per line (default: the spec's labels, ImageNet's for 1000 classes,\n" +

@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Text;
 using System.Text.Json;
+using AlexNet.Aot.Imaging;
 using AlexNet.Aot.Models;
 
 namespace AlexNet.Aot.Cli;
@@ -15,7 +16,8 @@ internal static class InfoCommand
         Summary: "List the compiled-in models, or describe one layer by layer; show the ISA path in use.",
         Details:
             "  --model NAME   describe one model: each layer's kind, operations, output shape, the weight tensors\n" +
-            "                 it loads (checkpoint key and shape), multiply-adds, and the arena bytes for batch 1\n" +
+            "                 it loads (checkpoint key and shape), multiply-adds, the arena bytes for batch 1, and\n" +
+            "                 the preprocessing classify gives photos by default\n" +
             "  --json         write JSON instead of text\n",
         ValueOptions: new[] { "--model" },
         Flags: new[] { "--json" },
@@ -78,6 +80,7 @@ internal static class InfoCommand
         sb.Append("model ").Append(m.Name).Append(" (").Append(m.SpecFile).Append(")\n");
         sb.Append("input ").Append(ModelCommon.ShapeText(m.InputShape)).Append(", ").Append(m.Classes).Append(" classes, output ")
           .Append(m.HasSoftmax ? "probabilities (softmax; --logits for raw scores)" : "logits").Append('\n');
+        sb.Append("photos preprocessed ").Append(PreprocessText(m)).Append(m.Preprocess.Length > 0 ? " (the spec's preprocess line)" : "").Append('\n');
         sb.Append("parameters ").Append(ModelCommon.Count(Parameters(m)))
           .Append(", multiply-adds per image ").Append(ModelCommon.Count(MultiplyAdds(m)))
           .Append(", arena bytes (batch 1) ").Append(ModelCommon.Count(m.ArenaBytes(1))).Append('\n');
@@ -121,6 +124,7 @@ internal static class InfoCommand
                 w.WriteNumber("parameters", Parameters(m));
                 w.WriteNumber("multiplyAdds", MultiplyAdds(m));
                 w.WriteNumber("arenaBytes", m.ArenaBytes(1));
+                w.WriteString("preprocess", PreprocessText(m));
                 if (withLayers)
                 {
                     w.WriteStartArray("layers");
@@ -157,6 +161,14 @@ internal static class InfoCommand
         }
         stdout.Write("\n"u8);
     }
+
+    /// <summary>The photo preprocessing <c>classify</c> uses by default: <c>torchvision</c>, <c>caffe</c> or <c>none</c>.</summary>
+    private static string PreprocessText(ModelInfo m) => Preprocess.DefaultFor(m) switch
+    {
+        PreprocessMode.Torchvision => "torchvision",
+        PreprocessMode.Caffe => "caffe",
+        _ => "none",
+    };
 
     private static void WriteInts(Utf8JsonWriter w, string name, int[] values)
     {

@@ -150,6 +150,11 @@ public sealed record ModelInfo(
     /// <summary>Class names from the spec's <c>labels</c> line (empty: none).</summary>
     public string[] Labels { get; init; } = Array.Empty<string>();
 
+    /// <summary>How the spec's <c>preprocess</c> line says photos become input: <c>torchvision</c>, <c>caffe</c> or
+    /// <c>none</c> (see <see cref="Imaging.PreprocessMode"/>); empty when the spec has no such line (then
+    /// <see cref="Imaging.Preprocess.DefaultFor"/> goes by <c>normalize</c>).</summary>
+    public string Preprocess { get; init; } = "";
+
     /// <summary>The spec's training recipe as <c>key=value</c> strings, in spec order.</summary>
     public string[] Recipe { get; init; } = Array.Empty<string>();
 

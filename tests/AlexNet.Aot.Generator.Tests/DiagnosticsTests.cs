@@ -39,6 +39,7 @@ public sealed class DiagnosticsTests
         ["unknown operation"] = new(Tiny(conv1: "conv1 conv 8 k3 p1 relu swish maxpool(2, s2)"), "ANX001", 4, 25, "swish", "conv1"),
         ["unknown layer kind"] = new(Tiny(fc3: "fc3 linear 10"), "ANX001", 6, 5, "linear", "fc3"),
         ["unknown pool argument"] = new(Tiny(conv2: "conv2 conv 16 k3 p1 relu maxpool(2, s2, dilation=2)"), "ANX001", 5, 41, "dilation=2", "conv2"),
+        ["unknown preprocess mode"] = new(Tiny(line3: "preprocess opencv"), "ANX001", 3, 12, "opencv", "preprocess"),
         // ANX002 bad number
         ["fractional channel count"] = new(Tiny(conv2: "conv2 conv 16.5 k3 p1 relu maxpool(2, s2)"), "ANX002", 5, 12, "16.5", "conv2"),
         ["malformed stride"] = new(Tiny(conv1: "conv1 conv 8 k3 s2x p1 relu maxpool(2, s2)"), "ANX002", 4, 17, "s2x", "conv1"),
@@ -69,6 +70,7 @@ public sealed class DiagnosticsTests
         ["dropout p=1"] = new(Tiny(fc3: "fc3 dense 10 dropout(1) softmax"), "ANX012", 6, 22, "1", "fc3"),
         ["stride 0"] = new(Tiny(conv1: "conv1 conv 8 k3 s0 p1 relu maxpool(2, s2)"), "ANX012", 4, 17, "s0", "conv1"),
         ["pool padding over half the kernel"] = new(Tiny(conv1: "conv1 conv 8 k3 p1 relu maxpool(2, s2, p2)"), "ANX012", 4, 40, "p2", "conv1"),
+        ["caffe preprocessing of one channel"] = new(Tiny(input: "input 1x32x32", line3: "preprocess caffe"), "ANX012", 3, 12, "caffe", "preprocess"),
         // ANX013 softmax not last: in its line (parser), on a layer that is not the last (planner)
         ["softmax before relu"] = new(Tiny(fc3: "fc3 dense 10 softmax relu"), "ANX013", 6, 14, "softmax", "fc3"),
         ["softmax on a hidden layer"] = new(Tiny(fc3: "fc3 dense 32 relu softmax", extra: "fc4 dense 10"), "ANX013", 6, 19, "softmax", "fc3"),
@@ -76,13 +78,16 @@ public sealed class DiagnosticsTests
         ["conv without out channels"] = new(Tiny(conv1: "conv1 conv k3 p1 relu maxpool(2, s2)"), "ANX014", 4, 7, "conv", "conv1"),
         ["conv without kernel"] = new(Tiny(conv1: "conv1 conv 8 p1 relu maxpool(2, s2)"), "ANX014", 4, 7, "conv", "conv1"),
         ["lrn without size"] = new(Tiny(conv1: "conv1 conv 8 k3 p1 relu lrn(alpha=1e-4) maxpool(2, s2)"), "ANX014", 4, 25, "lrn(alpha=1e-4)", "conv1"),
+        ["preprocess without a mode"] = new(Tiny(line3: "preprocess"), "ANX014", 3, 1, "preprocess", "preprocess"),
         // ANX015 syntax
         ["option after operation"] = new(Tiny(conv1: "conv1 conv 8 k3 relu p1 maxpool(2, s2)"), "ANX015", 4, 22, "p1", "conv1"),
         ["unbalanced parenthesis"] = new(Tiny(conv1: "conv1 conv 8 k3 p1 relu maxpool(2, s2"), "ANX015", 4, 32, "(", ""),
         ["stray closing parenthesis"] = new(Tiny(conv1: "conv1 conv 8 k3 p1 relu) maxpool(2, s2)"), "ANX015", 4, 24, ")", ""),
         ["arguments to relu"] = new(Tiny(conv1: "conv1 conv 8 k3 p1 relu(2) maxpool(2, s2)"), "ANX015", 4, 20, "relu(2)", "conv1"),
+        ["preprocess with two modes"] = new(Tiny(line3: "preprocess caffe torchvision"), "ANX015", 3, 18, "torchvision", "preprocess"),
         // ANX016 duplicate directive
         ["input twice"] = new(Tiny(line3: "input 3x64x64"), "ANX016", 3, 1, "input", "input"),
+        ["preprocess twice"] = new(Tiny(line3: "preprocess caffe", extra: "preprocess torchvision"), "ANX016", 7, 1, "preprocess", "preprocess"),
         // ANX017 duplicate checkpoint key: at the layer that binds it second
         ["checkpoint key twice"] = new(Tiny(conv2: "conv2 conv 16 k3 p1 from=conv1 relu maxpool(2, s2)"), "ANX017", 5, 1, "conv2", "conv2"),
         // ANX006 the shape does not reach a dense layer: the last layer is a conv
@@ -211,6 +216,23 @@ public sealed class DiagnosticsTests
             Assert.Equal(DiagnosticSeverity.Error, d.DefaultSeverity);
             Assert.False(string.IsNullOrWhiteSpace(d.Title.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         }
+    }
+
+    [Theory]
+    [InlineData("torchvision")]
+    [InlineData("caffe")]
+    [InlineData("none")]
+    public void EachPreprocessModeIsValidAndGoesIntoTheMetadata(string mode)
+    {
+        string spec = Tiny(line3: "preprocess " + mode);
+        Assert.Equal(mode, Parsing.SpecParser.Parse(Path, spec).Preprocess);
+        GeneratorDriverRunResult result = GeneratorHarness.CreateDriver(new[] { new InMemoryAdditionalText(Path, spec) }, track: false)
+            .RunGenerators(GeneratorHarness.EmptyCompilation()).GetRunResult();
+        Assert.Empty(result.Diagnostics);
+        string model = result.Results.Single().GeneratedSources.Single(s => s.HintName == "Tiny.g.cs").SourceText.ToString();
+        Assert.Contains($"Preprocess = \"{mode}\",", model, StringComparison.Ordinal);
+        // Without the line, nothing is emitted (ModelInfo.Preprocess stays empty).
+        Assert.Equal("", Parsing.SpecParser.Parse(Path, Tiny()).Preprocess);
     }
 
     [Fact]

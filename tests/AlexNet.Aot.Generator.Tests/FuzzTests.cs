@@ -83,7 +83,8 @@ public sealed class FuzzTests(Xunit.Abstractions.ITestOutputHelper output)
         var zero = new Model.SpecPosition(0, 0, 0, 0);
         var sb = new StringBuilder();
         sb.Append(s.ClassName).Append('|').Append(s.InputC).Append('x').Append(s.InputH).Append('x').Append(s.InputW)
-            .Append('|').Append(string.Join(",", s.Mean)).Append('|').Append(string.Join(",", s.Std)).Append('|').Append(string.Join(",", s.Labels));
+            .Append('|').Append(string.Join(",", s.Mean)).Append('|').Append(string.Join(",", s.Std)).Append('|').Append(string.Join(",", s.Labels))
+            .Append('|').Append(s.Preprocess);
         foreach (Model.LayerSpec l in s.Layers)
         {
             sb.Append('\n').Append((l with { Position = zero, Text = "", Ops = Model.EquatableArray<Model.OpSpec>.Empty }).ToString());

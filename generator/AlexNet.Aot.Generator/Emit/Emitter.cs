@@ -162,6 +162,7 @@ internal static class Emitter
         w.Line($"Mean = {FloatArray(spec.Mean)},");
         w.Line($"Std = {FloatArray(spec.Std)},");
         w.Line($"Labels = {StringArray(spec.Labels)},");
+        if (spec.Preprocess.Length > 0) w.Line($"Preprocess = {S(spec.Preprocess)},");
         var recipe = new List<string>();
         foreach (RecipeEntry e in spec.Recipe) recipe.Add(e.Key + "=" + e.Value);
         w.Line($"Recipe = {StringArray(recipe)},");

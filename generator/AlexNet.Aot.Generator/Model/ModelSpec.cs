@@ -69,6 +69,7 @@ internal sealed record ModelSpec(
     EquatableArray<float> Mean,
     EquatableArray<float> Std,
     EquatableArray<string> Labels,
+    string Preprocess,
     EquatableArray<LayerSpec> Layers,
     EquatableArray<RecipeEntry> Recipe,
     EquatableArray<SpecDiagnostic> Diagnostics)

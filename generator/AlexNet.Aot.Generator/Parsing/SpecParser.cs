@@ -20,9 +20,10 @@ internal sealed class SpecParser
     private readonly Dictionary<string, int> _layerLines = new(StringComparer.OrdinalIgnoreCase);
     private string? _className;
     private int _c, _h, _w;
-    private SpecPosition? _inputPos, _modelPos, _normalizePos, _labelsPos;
+    private SpecPosition? _inputPos, _modelPos, _normalizePos, _labelsPos, _preprocessPos, _preprocessModePos;
     private float[] _mean = Array.Empty<float>(), _std = Array.Empty<float>();
     private string[] _labels = Array.Empty<string>();
+    private string _preprocess = "";
 
     private SpecParser(string path, string text)
     {
@@ -67,8 +68,10 @@ internal sealed class SpecParser
         }
         if (_layers.Count == 0)
             Error(Diagnostics.NoLayers, _modelPos ?? new SpecPosition(0, 0, 0, 0), $"{modelName}: the spec has no layers");
+        if (_preprocess == "caffe" && _preprocessModePos is not null && _c != 0 && _c != 3)
+            Error(Diagnostics.ValueOutOfRange, _preprocessModePos, $"preprocess: caffe gives 3 channels (B, G, R), but the input has {_c}");
         return new ModelSpec(_path, modelName, _className ?? "UnnamedModel", _modelPos ?? new SpecPosition(0, 0, 0, 0), _c, _h, _w,
-            _mean.ToEquatable(), _std.ToEquatable(), _labels.ToEquatable(), _layers.ToEquatable(), _recipe.ToEquatable(), _diagnostics.ToEquatable());
+            _mean.ToEquatable(), _std.ToEquatable(), _labels.ToEquatable(), _preprocess, _layers.ToEquatable(), _recipe.ToEquatable(), _diagnostics.ToEquatable());
     }
 
     private bool HasError(string id) => _diagnostics.Exists(d => d.Id == id);
@@ -192,6 +195,9 @@ internal sealed class SpecParser
             case "labels":
                 ParseLabels(tokens, content, line, lineOffset);
                 return;
+            case "preprocess":
+                ParsePreprocess(tokens);
+                return;
             case "train":
                 ParseTrain(tokens);
                 return;
@@ -203,7 +209,7 @@ internal sealed class SpecParser
         }
         if (head.Args is not null || tokens.Count < 2)
         {
-            Error(Diagnostics.UnknownKeyword, head.Pos, $"unknown keyword '{head.Text}': a line is a directive (model, input, normalize, labels, train) or a layer 'NAME conv|dense ...'");
+            Error(Diagnostics.UnknownKeyword, head.Pos, $"unknown keyword '{head.Text}': a line is a directive (model, input, normalize, labels, preprocess, train) or a layer 'NAME conv|dense ...'");
             return;
         }
         Error(Diagnostics.UnknownKeyword, tokens[1].Pos, $"{head.Text}: unknown layer kind '{tokens[1].Text}' (expected conv or dense)");
@@ -285,6 +291,33 @@ internal sealed class SpecParser
         }
         if (_mean.Length == 0 || _std.Length == 0 || _mean.Length != _std.Length)
             Error(Diagnostics.MissingValue, t[0].Pos, "normalize: needs mean=... and std=... with the same number of values (one, or one per channel)");
+    }
+
+    /// <summary>The photo preprocessing modes of <c>preprocess</c> (the runtime's PreprocessMode, in lower case).</summary>
+    private static readonly string[] PreprocessModes = { "torchvision", "caffe", "none" };
+
+    private void ParsePreprocess(List<Token> t)
+    {
+        if (_preprocessPos is not null) { Error(Diagnostics.DuplicateDirective, t[0].Pos, "'preprocess' is given twice"); return; }
+        _preprocessPos = t[0].Pos;
+        if (t.Count == 1)
+        {
+            Error(Diagnostics.MissingValue, t[0].Pos, "preprocess: expected a mode: torchvision, caffe or none");
+            return;
+        }
+        if (t.Count > 2 || t[1].Args is not null)
+        {
+            Token extra = t.Count > 2 ? t[2] : t[1];
+            Error(Diagnostics.Syntax, t.Count > 2 ? extra.Pos : extra.FullPos, "preprocess: takes one mode (torchvision, caffe or none) and nothing else");
+            return;
+        }
+        if (Array.IndexOf(PreprocessModes, t[1].Text) < 0)
+        {
+            Error(Diagnostics.UnknownKeyword, t[1].Pos, $"preprocess: unknown mode '{t[1].Text}' (expected torchvision, caffe or none)");
+            return;
+        }
+        _preprocessModePos = t[1].Pos;
+        _preprocess = t[1].Text;
     }
 
     private void ParseLabels(List<Token> t, string content, int line, int lineOffset)

@@ -63,10 +63,12 @@ public static class Preprocess
     /// <inheritdoc cref="ImageNetMean"/>
     public static ReadOnlySpan<float> ImageNetStd => new float[] { 0.229f, 0.224f, 0.225f };
 
-    /// <summary>The mode a model gets by default: torchvision's when its spec has mean and std, else a plain resize.</summary>
+    /// <summary>The mode a model gets by default: the one its spec's <c>preprocess</c> line names (caffe for the BVLC
+    /// weights); without that line, torchvision's when its spec has mean and std, else a plain resize.</summary>
     public static PreprocessMode DefaultFor(ModelInfo model)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (model.Preprocess.Length > 0 && TryParse(model.Preprocess, out PreprocessMode named)) return named;
         return model.Mean.Length > 0 && model.Std.Length > 0 ? PreprocessMode.Torchvision : PreprocessMode.None;
     }
 

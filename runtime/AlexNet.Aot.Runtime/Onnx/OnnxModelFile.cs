@@ -23,6 +23,11 @@ namespace AlexNet.Aot.Onnx;
 /// The tensors are then yielded under the MODEL's checkpoint keys, taken from the matched nodes' initializer inputs,
 /// so the names in the ONNX file do not matter (<c>features.0.weight</c> in a torch export, <c>conv1_w_0</c> in the
 /// zoo's graph). Without a model the initializers are yielded under their own names.</para>
+/// <para>The attributes checked: Conv kernel_shape, strides, pads, group (and no dilation or auto_pad); LRN size, alpha,
+/// beta, bias; MaxPool and AveragePool kernel_shape, strides, pads, ceil_mode (a max pool's Caffe-style rounding up may
+/// be written as ceil_mode or as extra end padding, as in the model zoo's BVLC graphs: see <c>CheckMaxPool</c>); Gemm
+/// transA (0), alpha and beta (1) and transB (0: the weight is [in, out] and is transposed at load; 1: [out, in]).
+/// A mismatch is a <see cref="WeightsException"/> naming the file, the node and the attribute.</para>
 /// <para>Batch norm folded by the exporter: when the model has batch norm operations directly after its convolutions and
 /// the graph has no BatchNormalization node at all (PyTorch's eval-mode export folds them into the convolutions), the
 /// folded convolution weight and bias are yielded as the convolution's (a bias the spec's convolution lacks goes to the
@@ -964,6 +969,11 @@ public sealed class OnnxModelFile : IWeightSource
                 {
                     if (n.Attributes.TryGetValue("kernel_shape", out _) is false)
                         throw Fail($"node {n.Label} has no kernel_shape");
+                    if (op.Kind == OperationKind.MaxPool && s.InputShape.Length == 3 && op.OutputShape.Length == 3)
+                    {
+                        CheckMaxPool(n, s);
+                        break;
+                    }
                     CheckWindow(n, s, "window");
                     bool ceil = Int(n, "ceil_mode", 0) != 0;
                     if (ceil != op.CeilMode && s.InputShape.Length == 3)
@@ -1025,6 +1035,51 @@ public sealed class OnnxModelFile : IWeightSource
         }
 
         private static string G(float v) => v.ToString("g6", CultureInfo.InvariantCulture);
+
+        /// <summary>
+        /// A MaxPool node against the spec's max pool. Caffe's pooling rounds the output size up, and converters write
+        /// that either as <c>ceil_mode=1</c> (opset 10 and later) or, as Caffe2's exporter does for the model zoo's
+        /// BVLC graphs (opset 9 and earlier have no ceil_mode), as extra padding at the end of each axis:
+        /// <c>pads [0, 0, 1, 1]</c> or <c>[0, 0, 2, 2]</c>. Padding never wins a max, so a node is the spec's pool
+        /// exactly when its windows start at the same places (the same begin padding and stride) and there are as many of
+        /// them (the same output size, from the node's pads and ceil_mode): any end padding and ceil_mode that give the
+        /// spec's output size are accepted, and anything else is refused naming the node, its pads and ceil_mode.
+        /// </summary>
+        private void CheckMaxPool(PNode n, SpecOp s)
+        {
+            OperationInfo op = s.Op;
+            CheckNoAutoPad(n, s);
+            CheckDilations(n);
+            long[]? k = Ints(n, "kernel_shape");
+            if (k is not null && (k.Length != 2 || k[0] != op.KernelH || k[1] != op.KernelW))
+                throw Fail($"node {n.Label} has kernel_shape {Text(k)}, the spec's {s.Layer.Name} has a {op.KernelH}x{op.KernelW} window");
+            long[] st = Ints(n, "strides") ?? new long[] { 1, 1 };
+            if (st.Length != 2 || st[0] != op.Stride || st[1] != op.Stride)
+                throw Fail($"node {n.Label} has strides {Text(st)}, the spec's {s.Layer.Name} has stride {op.Stride}");
+            long[] p = Ints(n, "pads") ?? new long[] { 0, 0, 0, 0 };
+            bool ceil = Int(n, "ceil_mode", 0) != 0;
+            string spec = $"the spec's {s.Layer.Name} has padding {op.Padding}{(op.CeilMode ? " and ceil mode" : "")}";
+            if (p.Length != 4 || p[0] != op.Padding || p[1] != op.Padding)
+                throw Fail($"node {n.Label} has pads {Text(p)}, {spec} (the begin pads must equal it)");
+            if (p[2] < 0 || p[3] < 0 || p[2] > op.KernelH || p[3] > op.KernelW)
+                throw Fail($"node {n.Label} has pads {Text(p)}, {spec} (end pads must be from 0 to the kernel size)");
+            int ih = s.InputShape[1], iw = s.InputShape[2];
+            long oh = OnnxPoolOut(ih, op.KernelH, op.Stride, p[0], p[2], ceil), ow = OnnxPoolOut(iw, op.KernelW, op.Stride, p[1], p[3], ceil);
+            if (oh != op.OutputShape[1] || ow != op.OutputShape[2])
+                throw Fail($"node {n.Label} has pads {Text(p)} and ceil_mode {(ceil ? 1 : 0)}, so it pools {ih}x{iw} to {oh}x{ow}; {spec}, which pools it to {op.OutputShape[1]}x{op.OutputShape[2]}");
+        }
+
+        /// <summary>ONNX's pooling output size with begin and end padding: <c>floor</c> or, in ceil mode, <c>ceil</c> of
+        /// <c>(input + begin + end - kernel) / stride</c>, plus one; in ceil mode a last window that would start past the
+        /// input and its begin padding is dropped (PyTorch's rule, which the spec's planner applies too).</summary>
+        private static long OnnxPoolOut(long input, long kernel, long stride, long begin, long end, bool ceil)
+        {
+            long span = input + begin + end - kernel;
+            if (span < 0 || stride <= 0) return 0;
+            long o = (ceil ? (span + stride - 1) / stride : span / stride) + 1;
+            if (ceil && (o - 1) * stride >= input + begin) o--;
+            return o;
+        }
 
         private static int PoolOut(int input, int kernel, int stride, int padding, bool ceil)
         {
