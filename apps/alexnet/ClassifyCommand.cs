@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using AlexNet.Aot.Imaging;
+using AlexNet.Aot.Training;
 
 namespace AlexNet.Aot.Cli;
 
@@ -56,6 +57,10 @@ internal static class ClassifyCommand
             throw new UsageException("classify: give at least one INPUT.f32 or photo (JPEG, PNG)");
         if ((modeText is not null || tenCrop) && Preprocess.Problem(info, mode, tenCrop) is string explicitProblem)
             throw new UsageException($"classify: {explicitProblem}");
+        // Weights with a new head (fine-tuned for other classes) run through the trainer's forward in evaluation mode.
+        IWeightSource weights = ModelCommon.LoadWeights(weightsPath, info, args.Optional("--map"));
+        ModelInfo? withNewHead = ModelCommon.NewHead(info, weights, weightsPath);
+        if (withNewHead is not null) info = withNewHead;
         IClassLabels labels = Labels.For(info, args.Optional("--labels"));
 
         IReadOnlyList<string> paths = args.Positionals;
@@ -65,16 +70,20 @@ internal static class ClassifyCommand
         // so memory stays bounded however many photos are given; only the probabilities are kept.
         var probabilities = new float[paths.Count][];
         int cropsEach = tenCrop ? Preprocess.TenCrops : 1;
-        using (Network network = ModelCommon.Open(model, weightsPath, (int)Math.Min((long)paths.Count * cropsEach, ModelCommon.ChunkImages), args.Optional("--map")))
+        int maxBatch = (int)Math.Clamp((long)paths.Count * cropsEach, 1, ModelCommon.ChunkImages);
+        using (IDisposable runner = withNewHead is null
+            ? model.Create(weights, maxBatch)
+            : new Trainer(info, weights, new TrainerOptions { MaxBatch = maxBatch }))
         {
+            int runnerMaxBatch = runner is Network n ? n.MaxBatch : ((Trainer)runner).MaxBatch;
             var pending = new List<(int Index, float[] Data, int Crops)>();
             int pendingCrops = 0;
             for (int i = 0; i <= paths.Count; i++)
             {
                 (float[] Data, int Crops) next = i < paths.Count ? ReadInput(paths[i], info, mode, tenCrop) : (Array.Empty<float>(), 0);
-                if (pending.Count > 0 && (i == paths.Count || pendingCrops + next.Crops > network.MaxBatch))
+                if (pending.Count > 0 && (i == paths.Count || pendingCrops + next.Crops > runnerMaxBatch))
                 {
-                    Run(network, pending, pendingCrops, probabilities);
+                    Run(runner, info, pending, pendingCrops, probabilities);
                     pending.Clear();
                     pendingCrops = 0;
                 }
@@ -94,9 +103,9 @@ internal static class ClassifyCommand
     }
 
     /// <summary>Runs the pending inputs as one batch; each input's probabilities are the mean over its crops.</summary>
-    private static void Run(Network network, List<(int Index, float[] Data, int Crops)> pending, int crops, float[][] probabilities)
+    private static void Run(IDisposable runner, ModelInfo info, List<(int Index, float[] Data, int Crops)> pending, int crops, float[][] probabilities)
     {
-        int inLen = network.InputLength, classes = network.Classes;
+        int inLen = info.InputLength, classes = info.Classes;
         var batch = new float[(long)crops * inLen];
         int offset = 0;
         foreach (var input in pending)
@@ -105,7 +114,8 @@ internal static class ClassifyCommand
             offset += input.Crops;
         }
         var scores = new float[(long)crops * classes];
-        ModelCommon.Forward(network, batch, scores, crops, logits: true);
+        if (runner is Network network) ModelCommon.Forward(network, batch, scores, crops, logits: true);
+        else ((Trainer)runner).Evaluate(batch, crops, scores); // crops <= MaxBatch: batches are cut at it
         Kernels.SoftmaxRows(scores, crops, classes);
         offset = 0;
         foreach (var input in pending)

@@ -64,20 +64,9 @@ internal static class EvalCommand
             throw new UsageException($"eval: --split applies to folders of IDX files; {dataPath} is a folder of class folders");
         // Weights trained with a new head (train --reinit LAST on data with another number of classes) run through the
         // trainer's forward, since the compiled model has the old number of outputs.
-        bool newHead = false;
-        string headKey = info.Layers[^1].Parameters.Length > 0 ? info.Layers[^1].Parameters[0].Key : "";
-        if (weights.TryGet(headKey, out LoadedTensor head) && head.Shape.Length == 2 && head.Shape[0] != info.Classes && head.Shape[0] > 0)
-        {
-            try
-            {
-                info = info.WithClasses(head.Shape[0]);
-            }
-            catch (ArgumentException e)
-            {
-                throw new CliException($"--weights {weightsPath}: {e.Message}");
-            }
-            newHead = true;
-        }
+        ModelInfo? withNewHead = ModelCommon.NewHead(info, weights, weightsPath);
+        bool newHead = withNewHead is not null;
+        if (withNewHead is not null) info = withNewHead;
         TrainingDataset data = DataCommon.Limit(DataCommon.Load("--data", dataPath, info, trainSplit: split == "train", AugmentKind.None), limit);
         if (data.Count == 0)
             throw new CliException($"--data {dataPath}: holds no images");

@@ -42,6 +42,38 @@ internal static class ModelCommon
         return weights;
     }
 
+    /// <summary>The checkpoint metadata key under which <c>alexnet train</c> keeps a new head's class names (one per line).</summary>
+    public const string ClassNamesKey = "train.class_names";
+
+    /// <summary>
+    /// Weights trained with a new head (<c>train --reinit LAST</c> on data with another number of classes): when the
+    /// last layer's weight in <paramref name="weights"/> has another number of outputs than <paramref name="info"/>,
+    /// returns the model with that many (<see cref="ModelInfo.WithClasses"/>), named by the checkpoint's
+    /// <see cref="ClassNamesKey"/> when it has them; else null. The compiled model cannot run such weights: the trainer's
+    /// forward does.
+    /// </summary>
+    public static ModelInfo? NewHead(ModelInfo info, IWeightSource weights, string weightsPath)
+    {
+        string headKey = info.Layers[^1].Parameters.Length > 0 ? info.Layers[^1].Parameters[0].Key : "";
+        if (!weights.TryGet(headKey, out LoadedTensor head) || head.Shape.Length != 2 || head.Shape[0] == info.Classes || head.Shape[0] <= 0)
+            return null;
+        int classes = head.Shape[0];
+        string[]? names = null;
+        if (weights is SafeTensorsFile file && file.Metadata.TryGetValue(ClassNamesKey, out string? text))
+        {
+            string[] lines = text.Split('\n');
+            if (lines.Length == classes) names = lines;
+        }
+        try
+        {
+            return info.WithClasses(classes, names);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException($"--weights {weightsPath}: {e.Message}");
+        }
+    }
+
     /// <summary>Runs <paramref name="batch"/> images through <paramref name="network"/>, in chunks of its MaxBatch.
     /// <paramref name="output"/> receives [batch, classes]: logits when <paramref name="logits"/>, else what the model ends in.</summary>
     public static void Forward(Network network, ReadOnlySpan<float> input, Span<float> output, int batch, bool logits)

@@ -52,7 +52,7 @@ internal static class TrainCommand
             "  --weights FILE        start from these weights (transfer learning; any weights format)\n" +
             "  --reinit LAYERS       comma list of layers initialized fresh even when --weights has them (e.g. fc8);\n" +
             "                        reinitializing the last layer on data with another number of classes gives it\n" +
-            "                        that many outputs (a new head; eval takes the checkpoint, classify needs a spec)\n" +
+            "                        that many outputs (a new head, named by the data's classes; eval and classify take the checkpoint)\n" +
             "  --freeze LAYERS       comma list of layers not updated; 'convs': every convolution\n" +
             "  --limit N             train on the first N training images only\n" +
             "  --val-data PATH       validation set (default: Fashion-MNIST's t10k test set, or 10% of an image folder)\n" +
@@ -316,6 +316,8 @@ internal static class TrainCommand
             [Prefix + "classes"] = Text(info.Classes),
         };
         if (schedule.Kind != "step" || schedule.Milestones.Count > 0) settings.Remove(Prefix + "step_size");
+        // A new head's class names (the data's), for classify and eval to print.
+        if (newHead && info.Labels.Length == info.Classes) settings[ModelCommon.ClassNamesKey] = string.Join("\n", info.Labels);
 
         double best = double.NegativeInfinity;
         int bestEpoch = 0;

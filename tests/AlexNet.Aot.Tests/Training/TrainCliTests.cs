@@ -321,6 +321,26 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
         Assert.Equal(12, doc.RootElement.GetProperty("count").GetInt32());
         Assert.Equal(4, doc.RootElement.GetProperty("classes").GetArrayLength());
         Assert.Equal(4, doc.RootElement.GetProperty("confusion").GetArrayLength());
+
+        // classify runs the new head too (through the trainer's forward) and names the classes as the data did.
+        Assert.Equal("kind0\nkind1\nkind2\nkind3", SafeTensorsFile.Load(Path.Combine(outDir, "last.safetensors")).Metadata["train.class_names"]);
+        CliResult classify = Cli.Run("classify", "--model", "tv-mini", "--weights", Path.Combine(outDir, "last.safetensors"), "--json", "--top", "4",
+            Path.Combine(root, "kind1", "0.png"), Path.Combine(root, "kind3", "2.png"));
+        AssertOk(classify);
+        using JsonDocument top = JsonDocument.Parse(classify.Stdout);
+        Assert.Equal(2, top.RootElement.GetArrayLength());
+        foreach (JsonElement image in top.RootElement.EnumerateArray())
+        {
+            var labels = new List<string>();
+            double total = 0;
+            foreach (JsonElement t in image.GetProperty("top").EnumerateArray())
+            {
+                labels.Add(t.GetProperty("label").GetString()!);
+                total += t.GetProperty("probability").GetDouble();
+            }
+            Assert.Equal(new[] { "kind0", "kind1", "kind2", "kind3" }, labels.OrderBy(l => l).ToArray());
+            Assert.InRange(total, 0.999, 1.001); // a softmax over the 4 new classes
+        }
     }
 
     [Fact]
