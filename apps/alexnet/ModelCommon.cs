@@ -168,6 +168,8 @@ internal static class InputFiles
         var data = GC.AllocateUninitializedArray<float>((int)(bytes / 4));
         stream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
         if (!BitConverter.IsLittleEndian) SwapBytes(data);
+        if (Kernels.FirstNonFinite(data) is int bad and >= 0)
+            throw new CliException($"{option} {path}: holds {data[bad].ToString(CultureInfo.InvariantCulture)} at float {bad}; inputs must be finite");
         return data;
     }
 

@@ -91,7 +91,7 @@ public abstract unsafe class Network : IDisposable, IParallelBody
     /// <paramref name="logits"/>) the last layer's raw outputs.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">batch is not in 1..MaxBatch.</exception>
-    /// <exception cref="ArgumentException">a span has the wrong length.</exception>
+    /// <exception cref="ArgumentException">a span has the wrong length, or the input holds NaN or an infinity (unless <see cref="NetworkOptions.CheckInputs"/> is off).</exception>
     /// <exception cref="ObjectDisposedException">the session was disposed.</exception>
     /// <exception cref="InvalidOperationException">another thread is using this session.</exception>
     public void Forward(ReadOnlySpan<float> input, Span<float> output, int batch, bool logits = false)
@@ -100,6 +100,8 @@ public abstract unsafe class Network : IDisposable, IParallelBody
         if ((uint)(batch - 1) >= (uint)MaxBatch) ThrowBatch(batch);
         if (input.Length != batch * InputLength) ThrowLength(nameof(input), batch * InputLength, input.Length);
         if (output.Length < batch * Classes) ThrowLength(nameof(output), batch * Classes, output.Length);
+        if (Options.CheckInputs && Kernels.FirstNonFinite(input) is int bad and >= 0)
+            throw new ArgumentException(Kernels.NonFiniteMessage(nameof(input), input, bad, Info.InputShape, " (NetworkOptions.CheckInputs = false lets them through)"), nameof(input));
         if (Interlocked.Exchange(ref _busy, 1) != 0) ThrowBusy();
         try
         {

@@ -155,6 +155,18 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Input_with_nan_or_infinity_exits_1_naming_the_file_and_the_float()
+    {
+        string input = Temp("nan.f32");
+        var floats = new float[150528];
+        floats[1234] = float.PositiveInfinity;
+        File.WriteAllBytes(input, System.Runtime.InteropServices.MemoryMarshal.AsBytes(floats.AsSpan()).ToArray());
+        CliResult r = Cli.Run("run", "--model", "tv-mini", "--weights", TvMiniWeights, "--input", input, "--output", Temp("y.f32"));
+        AssertFailure(r, 1, "--input " + input + ": holds Infinity at float 1234; inputs must be finite");
+        AssertFailure(Cli.Run("classify", "--model", "tv-mini", "--weights", TvMiniWeights, input), 1, "INPUT " + input + ": holds Infinity at float 1234");
+    }
+
+    [Fact]
     public void Classify_input_of_the_wrong_length_exits_1_naming_it()
     {
         string input = FixtureInput(); // four images, not one

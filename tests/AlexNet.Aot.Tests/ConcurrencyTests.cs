@@ -78,10 +78,23 @@ public class ConcurrencyTests
         Assert.Throws<ArgumentException>(() => net.Forward(input, output.AsSpan(0, net.Classes - 1), 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => entry.Create(new GeneratedWeights(entry.Info), 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => entry.Create(new GeneratedWeights(entry.Info), 1, -1));
-        // NaN and infinite inputs are computed, not refused: they propagate to the outputs as IEEE arithmetic says.
-        input[0] = float.NaN;
-        net.Forward(input, output, 1, logits: true);
-        Assert.Contains(output.AsSpan(0, net.Classes).ToArray(), float.IsNaN);
+        // NaN and infinite inputs are refused, saying where they are; with CheckInputs off they are computed through.
+        int hw = entry.Info.InputShape[1] * entry.Info.InputShape[2];
+        input[hw + 5] = float.NaN;
+        var nan = Assert.Throws<ArgumentException>(() => net.Forward(input, output, 1));
+        Assert.Contains($"input holds NaN at float {hw + 5} (image 0, channel 1, row 0, column 5)", nan.Message);
+        input[hw + 5] = 0;
+        input[^1] = float.NegativeInfinity;
+        var inf = Assert.Throws<ArgumentException>(() => net.Forward(input, output, 1));
+        Assert.Contains("input holds -Infinity at float", inf.Message);
+        using (Network unchecked_ = entry.Create(new GeneratedWeights(entry.Info), new NetworkOptions { MaxBatch = 1, Threads = 1, CheckInputs = false }))
+        {
+            input[^1] = float.NaN;
+            unchecked_.Forward(input, output.AsSpan(0, unchecked_.Classes), 1, logits: true);
+            Assert.Contains(output.AsSpan(0, net.Classes).ToArray(), float.IsNaN);
+        }
+        input[^1] = 0;
+        net.Forward(input, output, 1); // finite again: runs
         net.Dispose();
         Assert.Throws<ObjectDisposedException>(() => net.Forward(input, output, 1));
     }

@@ -74,6 +74,11 @@ int main(int argc, char **argv)
     printf("short input: %s\n", alexnet_last_error());
     CHECK(alexnet_session_run(s, input, input_len, 5, logits, 40, 1) == ALEXNET_INVALID_ARGUMENT, "batch 5 accepted by a max-batch-4 session");
     CHECK(alexnet_session_run(NULL, input, input_len, 4, logits, 40, 1) == ALEXNET_INVALID_ARGUMENT, "null session accepted");
+    float kept = input[7];
+    input[7] = NAN;
+    CHECK(alexnet_session_run(s, input, input_len, 4, logits, 40, 1) == ALEXNET_INVALID_ARGUMENT, "NaN input accepted");
+    printf("NaN input: %s\n", alexnet_last_error());
+    input[7] = kept;
     alexnet_session *bad = NULL;
     CHECK(alexnet_session_create("no-such-model", argv[1], 1, 1, &bad) == ALEXNET_NOT_FOUND && bad == NULL, "unknown model accepted");
     printf("unknown model: %s\n", alexnet_last_error());

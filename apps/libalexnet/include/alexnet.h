@@ -20,7 +20,7 @@ typedef struct alexnet_session alexnet_session;
 
 enum alexnet_status {
     ALEXNET_OK = 0,
-    ALEXNET_INVALID_ARGUMENT = 1, /* a null pointer, a wrong length, a batch out of range */
+    ALEXNET_INVALID_ARGUMENT = 1, /* a null pointer, a wrong length, a batch out of range, a NaN or infinite input */
     ALEXNET_NOT_FOUND = 2,        /* no such model, or the weights file does not exist */
     ALEXNET_BAD_WEIGHTS = 3,      /* the weights file is malformed or does not fit the model */
     ALEXNET_BUSY = 4,             /* the session is running a batch on another thread */

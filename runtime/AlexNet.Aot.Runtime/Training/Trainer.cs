@@ -213,6 +213,8 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             throw new ArgumentOutOfRangeException(nameof(batch), batch, $"batch must be between 1 and this trainer's MaxBatch ({MaxBatch}).");
         int len = Model.InputLength;
         if (input.Length != batch * len) throw new ArgumentException($"input has {input.Length} floats; expected {batch * len} ({batch} images of {len}).", nameof(input));
+        if (Kernels.FirstNonFinite(input) is int bad and >= 0)
+            throw new ArgumentException(Kernels.NonFiniteMessage(nameof(input), input, bad, Model.InputShape), nameof(input));
         bool hasLabels = !labels.IsEmpty;
         if (backward && labels.Length != batch) throw new ArgumentException($"labels has {labels.Length} entries; expected {batch}.", nameof(labels));
         if (hasLabels && labels.Length != batch) throw new ArgumentException($"labels has {labels.Length} entries; expected {batch}.", nameof(labels));
