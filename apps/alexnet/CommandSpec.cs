@@ -13,6 +13,7 @@ namespace AlexNet.Aot.Cli;
 /// <param name="Run">Runs the command; returns the exit code.</param>
 /// <param name="OptionalValues">Options whose value may be left out (<c>--resume</c> or <c>--resume FILE</c>): the next argument
 /// is taken as the value unless it starts with '-'.</param>
+/// <param name="Hidden">Left out of <c>alexnet --help</c> (a maintainers' command; <c>alexnet COMMAND --help</c> still works).</param>
 internal sealed record CommandSpec(
     string Name,
     string Synopsis,
@@ -22,4 +23,5 @@ internal sealed record CommandSpec(
     string[] Flags,
     bool AllowsPositionals,
     Func<ArgReader, int> Run,
-    string[]? OptionalValues = null);
+    string[]? OptionalValues = null,
+    bool Hidden = false);

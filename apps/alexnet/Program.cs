@@ -18,6 +18,7 @@ internal static class Program
         CompareCommand.Spec,
         MakeInputCommand.Spec,
         BenchCommand.Spec,
+        SoakCommand.Spec,
     };
 
     public static int Main(string[] args)
@@ -119,11 +120,11 @@ internal static class Program
         sb.Append("alexnet: AlexNet-family image classifiers compiled to native code\n\n");
         sb.Append("Usage:\n");
         foreach (CommandSpec c in s_commands)
-            sb.Append("  alexnet ").Append(c.Synopsis).Append('\n');
+            if (!c.Hidden) sb.Append("  alexnet ").Append(c.Synopsis).Append('\n');
         sb.Append("  alexnet help COMMAND | alexnet COMMAND --help\n\n");
         sb.Append("Commands:\n");
         foreach (CommandSpec c in s_commands)
-            sb.Append("  ").Append(c.Name.PadRight(11)).Append(c.Summary).Append('\n');
+            if (!c.Hidden) sb.Append("  ").Append(c.Name.PadRight(11)).Append(c.Summary).Append('\n');
         sb.Append("\nModels: ").Append(ModelCommon.ModelNames()).Append('\n');
         sb.Append("Tensors are raw little-endian float32 files (.f32), NCHW, no header.\n");
         sb.Append("Data (train, eval): a folder of Fashion-MNIST IDX files ('fashion-mnist' for the installed one) or of class folders.\n");

@@ -275,6 +275,10 @@ internal static class TrainCommand
         {
             throw new CliException($"--out {outDir}: cannot create the folder: {e.Message}");
         }
+        // A run killed while writing leaves its temporary files (.NAME.GUID.tmp, never taken for the files): remove them.
+        int staleFiles = 0;
+        foreach (string path in new[] { lastPath, bestPath, csvPath, pngPath })
+            staleFiles += AtomicFile.RemoveStaleTemporaries(path);
         var rows = new List<EpochMetrics>();
         if (checkpoint is not null && File.Exists(csvPath))
         {
@@ -342,7 +346,9 @@ internal static class TrainCommand
                 sb.Append("  resuming ").Append(checkpoint.FilePath).Append(" at epoch ").Append(startEpoch + 1).Append(", batch ").Append(startBatch + 1).Append('\n');
             else if (weightsPath is not null)
                 sb.Append("  from weights ").Append(weightsPath).Append(reinit.Length > 0 ? ", reinitialized " + string.Join(",", reinit) : "").Append('\n');
-            sb.Append("  output ").Append(outDir).Append('\n');
+            sb.Append("  output ").Append(outDir);
+            if (staleFiles > 0) sb.Append(" (removed ").Append(staleFiles).Append(" temporary file(s) of an interrupted write)");
+            sb.Append('\n');
             Console.Error.Write(sb.ToString());
         }
 

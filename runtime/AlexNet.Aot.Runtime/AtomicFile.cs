@@ -36,6 +36,45 @@ internal static class AtomicFile
         }
     }
 
+    /// <summary>
+    /// Removes the temporary files that <see cref="Write"/> leaves beside <paramref name="path"/> when its process is killed
+    /// mid-write (<c>.NAME.GUID.tmp</c>: never read as the file itself); returns how many were removed. Call it only where
+    /// no other process writes <paramref name="path"/> at the same time.
+    /// </summary>
+    public static int RemoveStaleTemporaries(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full) ?? ".";
+        string prefix = "." + Path.GetFileName(full) + ".";
+        if (!Directory.Exists(dir)) return 0;
+        int removed = 0;
+        foreach (string file in Directory.EnumerateFiles(dir, prefix + "*.tmp"))
+        {
+            string name = Path.GetFileName(file);
+            if (!IsTemporaryName(name, prefix)) continue;
+            try
+            {
+                File.Delete(file);
+                removed++;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // best effort, as in Write
+            }
+        }
+        return removed;
+    }
+
+    /// <summary>Whether <paramref name="name"/> is <c>PREFIX</c> + 32 lower-case hex digits + <c>.tmp</c>.</summary>
+    private static bool IsTemporaryName(string name, string prefix)
+    {
+        if (name.Length != prefix.Length + 32 + 4 || !name.StartsWith(prefix, StringComparison.Ordinal) || !name.EndsWith(".tmp", StringComparison.Ordinal))
+            return false;
+        foreach (char c in name.AsSpan(prefix.Length, 32))
+            if (!char.IsAsciiHexDigitLower(c)) return false; // 0-9, a-f
+        return true;
+    }
+
     /// <summary>Writes float32 values little-endian (straight from memory on little-endian machines).</summary>
     public static void WriteFloats(Stream s, float[] data)
     {

@@ -313,26 +313,9 @@ internal static class Cli
     /// <summary>Runs <c>alexnet ARGS</c> with extra environment variables and waits for it (at most two minutes).</summary>
     public static CliResult RunWith(System.Collections.Generic.IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
-        string target = s_target.Value;
-        var psi = new ProcessStartInfo
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
+        ProcessStartInfo psi = StartInfo(args);
         if (environment is not null)
             foreach (var kv in environment) psi.Environment[kv.Key] = kv.Value;
-        if (IsJit)
-        {
-            psi.FileName = DotnetHost();
-            psi.ArgumentList.Add("exec");
-            psi.ArgumentList.Add(target);
-        }
-        else
-        {
-            psi.FileName = target;
-        }
-        foreach (string a in args) psi.ArgumentList.Add(a);
 
         using Process p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {psi.FileName}");
         Task<string> stdout = p.StandardOutput.ReadToEndAsync();
@@ -344,6 +327,31 @@ internal static class Cli
         }
         p.WaitForExit();
         return new CliResult(p.ExitCode, stdout.Result.Replace("\r\n", "\n"), stderr.Result.Replace("\r\n", "\n"));
+    }
+
+    /// <summary>How to start <c>alexnet ARGS</c> as a child process with stdout and stderr redirected (for tests that
+    /// watch or kill it).</summary>
+    public static ProcessStartInfo StartInfo(params string[] args)
+    {
+        string target = s_target.Value;
+        var psi = new ProcessStartInfo
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        if (IsJit)
+        {
+            psi.FileName = DotnetHost();
+            psi.ArgumentList.Add("exec");
+            psi.ArgumentList.Add(target);
+        }
+        else
+        {
+            psi.FileName = target;
+        }
+        foreach (string a in args) psi.ArgumentList.Add(a);
+        return psi;
     }
 
     /// <summary>ALEXNET_CLI, else apps/alexnet/bin/CONFIG/net10.0/alexnet.dll of the repository above the tests,

@@ -197,7 +197,7 @@ public static class MetricsPlot
     }
 
     /// <summary>The 1, 2 or 5 times a power of ten nearest above <paramref name="rough"/>.</summary>
-    private static double NiceStep(double rough)
+    internal static double NiceStep(double rough)
     {
         if (!(rough > 0) || !double.IsFinite(rough)) return 1;
         double power = Math.Pow(10, Math.Floor(Math.Log10(rough)));
@@ -205,7 +205,7 @@ public static class MetricsPlot
         return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * power;
     }
 
-    private static int Decimals(double step) => Math.Clamp((int)Math.Ceiling(-Math.Log10(step) - 1e-9), 0, 8);
+    internal static int Decimals(double step) => Math.Clamp((int)Math.Ceiling(-Math.Log10(step) - 1e-9), 0, 8);
 }
 
 /// <summary>A 5x7 pixel font (digits, capital letters, a little punctuation; lower case is drawn as capitals), drawn as
