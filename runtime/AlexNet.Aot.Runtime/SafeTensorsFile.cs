@@ -106,7 +106,21 @@ public sealed class SafeTensorsFile : IWeightSource
             long dataStart = 8 + (long)headerLength;
             MappedFile? map = null;
             if (memoryMap && BitConverter.IsLittleEndian && infos.Exists(e => Mappable(e, dataStart)))
-                map = MappedFile.Map(handle, length);
+            {
+                try
+                {
+                    map = MappedFile.Map(handle, length);
+                }
+                catch (ArgumentException)
+                {
+                    // The mapping is sized to the length read above; a file that shrank since cannot be mapped that far.
+                    throw Fail(path, "the file changed while it was read");
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
+                {
+                    map = null; // a file system that cannot map (some network or virtual ones): read the tensors instead
+                }
+            }
             var tensors = new Dictionary<string, LoadedTensor>(infos.Count, StringComparer.Ordinal);
             using System.Security.Cryptography.IncrementalHash? hash = Training.CheckpointChecksum.Begin(metadata);
             foreach (Entry e in infos)
