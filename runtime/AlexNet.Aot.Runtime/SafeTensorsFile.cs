@@ -260,6 +260,11 @@ public sealed class SafeTensorsFile : IWeightSource
         {
             throw new WeightsException($"{origin}: header is not valid JSON: {e.Message}", e);
         }
+        catch (InvalidOperationException e)
+        {
+            // A string escape the JSON reader accepts but cannot turn into a string: an unpaired surrogate (\ud800).
+            throw new WeightsException($"{origin}: header has a key or string that is not valid text (an unpaired \\uD800-\\uDFFF escape): {e.Message}", e);
+        }
 
         CheckLayout(origin, infos, dataSize);
         return (keys.ToArray(), infos, metadata);

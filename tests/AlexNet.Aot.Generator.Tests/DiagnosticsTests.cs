@@ -236,6 +236,17 @@ public sealed class DiagnosticsTests
     }
 
     [Fact]
+    public void ATrainSettingRepeatedManyTimesIsReportedOncePerRepeat()
+    {
+        // Found by fuzzing: each repeat was reported once per earlier occurrence, so 2,000 repeats made two million
+        // diagnostics and took seconds. Now one per repeat.
+        string spec = Tiny(extra: "train lr=0.1" + string.Concat(Enumerable.Repeat(" lr=0.1", 2000)));
+        List<Diagnostic> all = Diagnose(spec);
+        Assert.Equal(2000, all.Count(d => d.Id == "ANX010"));
+        Assert.All(all, d => Assert.Equal("ANX010", d.Id));
+    }
+
+    [Fact]
     public void AValidSpecHasNoDiagnostics()
     {
         GeneratorDriverRunResult result = GeneratorHarness.CreateDriver(new[] { new InMemoryAdditionalText(Path, Tiny()) }, track: false)

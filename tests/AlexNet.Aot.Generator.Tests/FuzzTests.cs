@@ -20,7 +20,7 @@ public sealed class FuzzTests(Xunit.Abstractions.ITestOutputHelper output)
     private const int Compiled = 20;
     private const int BoundFileBudget = 60;
 
-    private static readonly string[] Vocabulary =
+    internal static readonly string[] Vocabulary =
     {
         "conv", "dense", "relu", "lrn", "lrn(size=5, alpha=1e-4, beta=0.75, k=2)", "lrn(3)", "maxpool", "maxpool(3, s2)", "maxpool(2, s2, p1, ceil)",
         "avgpool(3, s1, p1, exclude_pad)", "avgpool(2)", "adaptiveavgpool(6x6)", "adaptiveavgpool(1)", "bn", "bn(eps=1e-3)", "batchnorm(from=x.y)",
@@ -78,7 +78,7 @@ public sealed class FuzzTests(Xunit.Abstractions.ITestOutputHelper output)
     /// What the emitter sees of a spec, positions and line texts left out: mutants that differ only there (a comment, a
     /// space, a swapped train line) emit the same kernels, so only the first of them is run with source output on.
     /// </summary>
-    private static string EmitKey(Model.ModelSpec s)
+    internal static string EmitKey(Model.ModelSpec s)
     {
         var zero = new Model.SpecPosition(0, 0, 0, 0);
         var sb = new StringBuilder();

@@ -350,6 +350,9 @@ public sealed class SafeTensorsTests : IDisposable
             { "json-empty", Make("", 0), "header is not valid JSON" },
             { "json-garbage", Make("hello", 0), "header is not valid JSON" },
             { "json-trailing", Make("{} {}", 0), "header is not valid JSON" },
+            // Found by fuzzing: an escape of an unpaired surrogate is valid JSON but no string (it threw InvalidOperationException).
+            { "json-lone-surrogate-key", Make("{\"\\ud800\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8), "not valid text (an unpaired" },
+            { "json-lone-surrogate-metadata", Make("{\"__metadata__\":{\"a\":\"x\\udc00\"}," + ok + "}", 8), "not valid text (an unpaired" },
             { "json-comma", Make("{" + ok + ",}", 8), "header is not valid JSON" },
             { "json-array", Make("[1, 2]", 0), "header is a JSON array, not an object" },
             { "json-string", Make("\"x\"", 0), "header is a JSON string, not an object" },

@@ -367,7 +367,7 @@ internal sealed class SpecParser
                 continue;
             }
             foreach (RecipeEntry e in _recipe)
-                if (e.Key == key) Error(Diagnostics.DuplicateArgument, t[i].Pos, $"train: '{key}' is given twice");
+                if (e.Key == key) { Error(Diagnostics.DuplicateArgument, t[i].Pos, $"train: '{key}' is given twice"); break; }
             bool numeric = key is "momentum" or "weight_decay" or "lr" or "gamma";
             bool integer = key is "batch" or "epochs" or "patience" or "seed" or "pad" or "step_size";
             int least = key is "seed" or "pad" or "patience" ? 0 : 1;
