@@ -84,6 +84,14 @@ internal static class FuzzSeeds
         }, new Dictionary<string, string> { ["format"] = "pt" }));
         seeds.Add(new FuzzSeed("written-f32", written, FuzzView.Raw, SafeTensorsHeader));
 
+        // A tensor at the mapping threshold (64 KiB), so that Load maps the file and reads it in place.
+        byte[] large = ViaTempFile(p => SafeTensorsFile.Write(p, new (string, int[], float[])[]
+        {
+            ("classifier.1.weight", new[] { 128, 128 }, Values(128 * 128, 3)),
+            ("classifier.1.bias", new[] { 128 }, Values(128, 4)),
+        }, new Dictionary<string, string> { ["format"] = "pt" }));
+        seeds.Add(new FuzzSeed("mapped-f32", large, FuzzView.Raw, SafeTensorsHeader));
+
         // Every dtype, by hand, in an order other than the data's.
         string json = "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"caf\u00e9\"}," +
             "\"h\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}," +

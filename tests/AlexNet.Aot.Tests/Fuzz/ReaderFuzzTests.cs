@@ -57,11 +57,12 @@ public sealed class ReaderFuzzTests(ITestOutputHelper output)
         Extension = "safetensors",
         Seeds = FuzzSeeds.SafeTensorsSeeds(),
         Dictionary = FuzzSeeds.SafeTensorsDictionary,
-        Variants = 3,
+        Variants = 4,
         Load = (path, variant) => CheckWeights(variant switch
         {
-            0 => SafeTensorsFile.Load(path),
+            0 => SafeTensorsFile.Load(path, memoryMap: true),
             1 => WeightsFile.Load(path),
+            2 => SafeTensorsFile.Load(path, memoryMap: false),
             _ => SafeTensorsFile.Parse(File.ReadAllBytes(path), path),
         }),
         IsClearError = Is<WeightsException>,
