@@ -33,6 +33,8 @@ done
 if grep -q '^lib/.*Generator' <<<"$listing"; then fail "$nupkg has the generator under lib/"; fi
 nuspec=$(unzip -p "$nupkg" AlexNet.Aot.nuspec)
 grep -q '<dependency id="SkiaSharp"' <<<"$nuspec" || fail "the nuspec lacks the SkiaSharp dependency"
+grep -q '<dependency id="OnnxSharp"' <<<"$nuspec" || fail "the nuspec lacks the OnnxSharp dependency"
+grep -q '<dependency id="Google.Protobuf"' <<<"$nuspec" || fail "the nuspec lacks the Google.Protobuf dependency"
 if grep -q 'AlexNet.Aot.Generator' <<<"$nuspec"; then fail "the nuspec depends on the generator project"; fi
 unzip -l "$nupkg" | sed -n '4,$p' | grep -v -e '_rels/' -e 'package/services' -e 'Content_Types' | head -n -2
 echo "packed in $((SECONDS - started)) s"

@@ -11,7 +11,7 @@ using Xunit.Abstractions;
 
 namespace AlexNet.Aot.Tests;
 
-/// <summary>ONNX export (hand-written protobuf) run in ONNX Runtime, against our forward pass and PyTorch's logits;
+/// <summary>ONNX export (an OnnxSharp ModelProto written by Google.Protobuf) run in ONNX Runtime, against our forward pass and PyTorch's logits;
 /// and the safetensors export of a model's parameters.</summary>
 public sealed class OnnxExportTests : IDisposable
 {

@@ -10,7 +10,7 @@ using Xunit.Abstractions;
 
 namespace AlexNet.Aot.Tests;
 
-/// <summary>ONNX import (hand-written protobuf reader): the PyTorch fixtures' ONNX files bound to our models by graph
+/// <summary>ONNX import (Google.Protobuf via OnnxSharp): the PyTorch fixtures' ONNX files bound to our models by graph
 /// position, checked against the spec, giving PyTorch's logits; round trips through our exporter; hostile files.</summary>
 public sealed class OnnxImportTests : IDisposable
 {
@@ -188,23 +188,28 @@ public sealed class OnnxImportTests : IDisposable
     [Fact]
     public void OnnxImport_CraftedFilesAreClearErrors()
     {
+        // Malformed protobuf is reported with Google.Protobuf's own words, after "malformed ONNX file".
         var cases = new (string Name, byte[] Bytes, string Expect)[]
         {
             ("empty", Array.Empty<byte>(), "empty"),
             // graph (field 7, length-delimited) claiming 1000 bytes where 3 follow
-            ("length-past-end", new byte[] { 0x3A, 0xE8, 0x07, 1, 2, 3 }, "runs past the end"),
+            ("length-past-end", new byte[] { 0x3A, 0xE8, 0x07, 1, 2, 3 }, "malformed ONNX file"),
             // a graph whose node claims more bytes than the graph holds
-            ("nested-length-past-end", new byte[] { 0x3A, 0x04, 0x0A, 0x10, 0x0A, 0x01 }, "runs past the end"),
+            ("nested-length-past-end", new byte[] { 0x3A, 0x04, 0x0A, 0x10, 0x0A, 0x01 }, "ended unexpectedly"),
             // ir_version with an 11-byte varint
-            ("huge-varint", new byte[] { 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01 }, "varint"),
+            ("huge-varint", new byte[] { 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01 }, "malformed varint"),
             // a length of 2^64 - 1
-            ("huge-length", new byte[] { 0x3A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01 }, "runs past the end"),
+            ("huge-length", new byte[] { 0x3A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01 }, "negative size"),
             // a varint cut short
-            ("cut-varint", new byte[] { 0x08, 0x80 }, "varint"),
-            // a group (wire type 3)
-            ("group", new byte[] { 0x0B, 0x0C }, "wire type 3"),
+            ("cut-varint", new byte[] { 0x08, 0x80 }, "ended unexpectedly"),
+            // an empty group (wire types 3 and 4) in place of ir_version: skipped as an unknown field, leaving no graph
+            ("group", new byte[] { 0x0B, 0x0C }, "no graph"),
+            // wire type 7 does not exist
+            ("wire-type-7", new byte[] { 0x0F, 0x00 }, "malformed ONNX file"),
             // field number 0
-            ("field-zero", new byte[] { 0x00, 0x01 }, "field number 0"),
+            ("field-zero", new byte[] { 0x00, 0x01 }, "invalid tag (zero)"),
+            // graphs nested in node attributes deeper than the parser's recursion limit
+            ("deep-nesting", Nested(OnnxModelFile.MaxDepth), "levels of nesting"),
             // a model without a graph
             ("no-graph", new byte[] { 0x08, 0x08, 0x12, 0x01, 0x78 }, "no graph"),
             // an initializer whose raw data does not fit its dims: dims [4], FLOAT, raw 8 bytes
@@ -216,7 +221,7 @@ public sealed class OnnxImportTests : IDisposable
             // an unsupported data type (STRING = 8)
             ("dtype", Model(Tensor(new long[] { 1 }, 8, raw: new byte[4])), "data type 8"),
             // packed float_data whose length is not a multiple of 4
-            ("packed-floats", Model(Tensor(new long[] { 1 }, 1, packedFloats: new byte[] { 1, 2, 3 })), "runs past the end"),
+            ("packed-floats", Model(Tensor(new long[] { 1 }, 1, packedFloats: new byte[] { 1, 2, 3 })), "ended unexpectedly"),
         };
         foreach ((string name, byte[] bytes, string expect) in cases)
         {
@@ -228,6 +233,20 @@ public sealed class OnnxImportTests : IDisposable
             e = Assert.Throws<WeightsException>(() => OnnxModelFile.Load(path, Info("tv-mini")));
             Assert.Contains(path, e.Message);
         }
+    }
+
+    [Fact]
+    public void OnnxImport_NestingUpToTheRecursionLimitIsRead()
+    {
+        // Nested(k): the model, then 3k + 1 messages one inside the other (k x graph, node, attribute, and the innermost
+        // graph): up to MaxDepth is read, one level more is refused.
+        int k = (OnnxModelFile.MaxDepth - 1) / 3;
+        Assert.Equal(OnnxModelFile.MaxDepth, 3 * k + 1);
+        IWeightSource ok = OnnxModelFile.Parse(Nested(k), "nested.onnx");
+        Assert.Empty(ok.Keys);
+        var e = Assert.Throws<WeightsException>(() => OnnxModelFile.Parse(Nested(k + 1), "nested.onnx"));
+        Assert.StartsWith("nested.onnx: malformed ONNX file: ", e.Message);
+        Assert.Contains("levels of nesting", e.Message);
     }
 
     [Fact]
@@ -523,6 +542,28 @@ public sealed class OnnxImportTests : IDisposable
         Field(b, 8, Encoding.UTF8.GetBytes(name));
         if (raw is not null) Field(b, 9, raw);
         return b.ToArray();
+    }
+
+    /// <summary>A ModelProto whose graph's node has an attribute holding a graph (AttributeProto.g), whose node has one
+    /// too, and so on <paramref name="graphs"/> times: three messages per level below the model.</summary>
+    private static byte[] Nested(int graphs)
+    {
+        byte[] graph = Array.Empty<byte>();
+        for (int i = 0; i < graphs; i++)
+        {
+            var attribute = new List<byte>();
+            Field(attribute, 1, Encoding.UTF8.GetBytes("body"));
+            Field(attribute, 6, graph);
+            var node = new List<byte>();
+            Field(node, 4, Encoding.UTF8.GetBytes("Loop"));
+            Field(node, 5, attribute.ToArray());
+            var g = new List<byte>();
+            Field(g, 1, node.ToArray());
+            graph = g.ToArray();
+        }
+        var m = new List<byte>();
+        Field(m, 7, graph);
+        return m.ToArray();
     }
 
     /// <summary>A ModelProto whose graph holds only the given initializers.</summary>

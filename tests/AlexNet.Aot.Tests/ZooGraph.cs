@@ -3,7 +3,8 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Runtime.InteropServices;
-using AlexNet.Aot.Onnx;
+using Google.Protobuf;
+using Onnx;
 
 namespace AlexNet.Aot.Tests;
 
@@ -62,7 +63,7 @@ internal sealed record ZooOptions
 
 /// <summary>
 /// Writes a graph shaped like the ONNX model zoo's <c>bvlc_alexnet</c> (Caffe -> Caffe2 -> ONNX, as Caffe2's exporter
-/// writes it) for a model of that layout, with the project's own protobuf writer: the input <c>data_0</c> [1, C, H, W];
+/// writes it) for a model of that layout, as an OnnxSharp <c>ModelProto</c> written by Google.Protobuf: the input <c>data_0</c> [1, C, H, W];
 /// initializers <c>conv1_w_0</c>, <c>conv1_b_0</c>, ..., <c>fc8_b_0</c>, listed as graph inputs too (IR version 4);
 /// unnamed nodes whose outputs carry SSA-style names as Caffe2 gives them (<c>conv1_1</c>, <c>conv1_2</c>,
 /// <c>norm1_1</c>, <c>pool1_1</c>, ..., <c>prob_1</c>; the names do not matter to the import); Conv with kernel_shape, strides, pads and group; Relu; LRN with size, alpha, beta and bias;
@@ -177,122 +178,69 @@ internal static class ZooGraph
             }
         }
 
-        // GraphProto: node (1), name (2), initializer (5, streamed), input (11), output (12).
-        var before = new ProtoWriter();
-        foreach (ZooNode n in nodes) before.WriteMessage(1, Encode(n));
-        before.WriteString(2, "bvlc_alexnet");
-
-        var after = new ProtoWriter();
-        after.WriteMessage(11, ValueInfo("data_0", 1, new long[] { 1 }, Longs(model.InputShape)));
-        foreach (var init in inits) after.WriteMessage(11, ValueInfo(init.Name, init.DataType, Array.Empty<long>(), init.Dims));
-        after.WriteMessage(12, ValueInfo(x, 1, new long[] { 1 }, new long[] { model.Classes }));
-        if (options.LogitsOutput && logits != x) after.WriteMessage(12, ValueInfo(logits, 1, new long[] { 1 }, new long[] { model.Classes }));
-
-        var heads = new List<(byte[] Head, float[]? Floats, long[]? Longs)>();
-        long graphLength = before.Length + after.Length;
+        var graph = new GraphProto { Name = "bvlc_alexnet" };
+        foreach (ZooNode n in nodes) graph.Node.Add(Encode(n));
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("raw_data is written in the machine's byte order");
         foreach (var init in inits)
         {
-            // TensorProto: dims (1), data_type (2), name (8), raw_data (9) whose bytes follow the head.
-            var t = new ProtoWriter();
-            foreach (long d in init.Dims) t.WriteInt64(1, d);
-            t.WriteInt64(2, init.DataType);
-            t.WriteString(8, init.Name);
-            long rawBytes = init.Floats is not null ? 4L * init.Floats.Length : 8L * init.Longs!.Length;
-            t.WriteTag(9, ProtoWriter.LengthDelimited);
-            t.WriteVarint((ulong)rawBytes);
-            var head = new ProtoWriter();
-            head.WriteTag(5, ProtoWriter.LengthDelimited);
-            head.WriteVarint((ulong)(t.Length + rawBytes));
-            head.WriteRaw(t.AsSpan());
-            heads.Add((head.ToArray(), init.Floats, init.Longs));
-            graphLength += head.Length + rawBytes;
+            var t = new TensorProto { DataType = init.DataType, Name = init.Name };
+            t.Dims.AddRange(init.Dims);
+            t.RawData = init.Floats is not null
+                ? ByteString.CopyFrom(MemoryMarshal.AsBytes(init.Floats.AsSpan()))
+                : ByteString.CopyFrom(MemoryMarshal.AsBytes(init.Longs.AsSpan()));
+            graph.Initializer.Add(t);
         }
+        graph.Input.Add(ValueInfo("data_0", 1, new long[] { 1 }, Longs(model.InputShape)));
+        foreach (var init in inits) graph.Input.Add(ValueInfo(init.Name, init.DataType, Array.Empty<long>(), init.Dims));
+        graph.Output.Add(ValueInfo(x, 1, new long[] { 1 }, new long[] { model.Classes }));
+        if (options.LogitsOutput && logits != x) graph.Output.Add(ValueInfo(logits, 1, new long[] { 1 }, new long[] { model.Classes }));
 
         bool opset10 = options.Pools == ZooPools.CeilMode;
-        var modelHead = new ProtoWriter();
-        modelHead.WriteInt64(1, opset10 ? 5 : 4);
-        modelHead.WriteString(2, "onnx-caffe2");
-        modelHead.WriteTag(7, ProtoWriter.LengthDelimited);
-        modelHead.WriteVarint((ulong)graphLength);
-        var opset = new ProtoWriter();
-        opset.WriteString(1, "");
-        opset.WriteInt64(2, opset10 ? 10 : 9);
-        var modelTail = new ProtoWriter();
-        modelTail.WriteMessage(8, opset);
-
-        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("raw_data is written in the machine's byte order");
+        var proto = new ModelProto { IrVersion = opset10 ? 5 : 4, ProducerName = "onnx-caffe2", Graph = graph };
+        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset10 ? 10 : 9 });
         using var fs = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
-        fs.Write(modelHead.AsSpan());
-        fs.Write(before.AsSpan());
-        foreach (var h in heads)
-        {
-            fs.Write(h.Head);
-            if (h.Floats is not null) fs.Write(MemoryMarshal.AsBytes(h.Floats.AsSpan()));
-            else fs.Write(MemoryMarshal.AsBytes(h.Longs.AsSpan()));
-        }
-        fs.Write(after.AsSpan());
-        fs.Write(modelTail.AsSpan());
+        proto.WriteTo(fs);
     }
 
-    /// <summary>A NodeProto: input (1), output (2), op_type (4), attribute (5); no name, as in Caffe2's export.</summary>
-    private static ProtoWriter Encode(ZooNode n)
+    /// <summary>A NodeProto: input, output, op_type, attribute; no name, as in Caffe2's export.</summary>
+    private static NodeProto Encode(ZooNode n)
     {
-        var w = new ProtoWriter();
-        foreach (string i in n.Inputs) w.WriteString(1, i);
-        foreach (string o in n.Outputs) w.WriteString(2, o);
-        w.WriteString(4, n.OpType);
+        var node = new NodeProto { OpType = n.OpType };
+        node.Input.AddRange(n.Inputs);
+        node.Output.AddRange(n.Outputs);
         foreach ((string name, object value) in n.Attributes)
         {
-            // AttributeProto: name (1), f (2), i (3), ints (8), type (20): FLOAT 1, INT 2, INTS 7.
-            var a = new ProtoWriter();
-            a.WriteString(1, name);
+            var a = new AttributeProto { Name = name };
             switch (value)
             {
                 case float f:
-                    a.WriteFloat(2, f);
-                    a.WriteInt64(20, 1);
+                    a.F = f;
+                    a.Type = AttributeProto.Types.AttributeType.Float;
                     break;
                 case long i:
-                    a.WriteInt64(3, i);
-                    a.WriteInt64(20, 2);
+                    a.I = i;
+                    a.Type = AttributeProto.Types.AttributeType.Int;
                     break;
                 case long[] ints:
-                    foreach (long v in ints) a.WriteInt64(8, v);
-                    a.WriteInt64(20, 7);
+                    a.Ints.AddRange(ints);
+                    a.Type = AttributeProto.Types.AttributeType.Ints;
                     break;
                 default:
                     throw new ArgumentException($"attribute {name}: {value.GetType().Name} is not long, float or long[]");
             }
-            w.WriteMessage(5, a);
+            node.Attribute.Add(a);
         }
-        return w;
+        return node;
     }
 
     /// <summary>ValueInfoProto: name, a tensor type of the element type with the shape <paramref name="lead"/> then <paramref name="dims"/>.</summary>
-    private static ProtoWriter ValueInfo(string name, int elemType, long[] lead, long[] dims)
+    private static ValueInfoProto ValueInfo(string name, int elemType, long[] lead, long[] dims)
     {
-        var shape = new ProtoWriter();
-        foreach (long d in lead)
-        {
-            var dim = new ProtoWriter();
-            dim.WriteInt64(1, d);
-            shape.WriteMessage(1, dim);
-        }
-        foreach (long d in dims)
-        {
-            var dim = new ProtoWriter();
-            dim.WriteInt64(1, d);
-            shape.WriteMessage(1, dim);
-        }
-        var tensor = new ProtoWriter();
-        tensor.WriteInt64(1, elemType);
-        tensor.WriteMessage(2, shape);
-        var type = new ProtoWriter();
-        type.WriteMessage(1, tensor);
-        var info = new ProtoWriter();
-        info.WriteString(1, name);
-        info.WriteMessage(2, type);
-        return info;
+        var shape = new TensorShapeProto();
+        foreach (long d in lead) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
+        foreach (long d in dims) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
+        var tensor = new TypeProto.Types.Tensor { ElemType = elemType, Shape = shape };
+        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensor } };
     }
 
     private static long[] Longs(int[] v) => Array.ConvertAll(v, d => (long)d);

@@ -1,15 +1,18 @@
 using System;
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.Runtime.InteropServices;
-using System.Text;
+using Google.Protobuf;
+using Onnx;
 
 namespace AlexNet.Aot.Onnx;
 
 /// <summary>
-/// Writes a model's graph and weights as an ONNX file (IR version 8, opset 17), with the protobuf wire
-/// format written by hand: no protobuf library, no reflection (AOT-safe).
+/// Writes a model's graph and weights as an ONNX file (IR version 8, opset 17): an OnnxSharp <c>Onnx.ModelProto</c>
+/// written by Google.Protobuf (generated code, no reflection: AOT-safe), the initializers' raw data wrapping the
+/// weights' float32 arrays without a copy (on little-endian machines).
 /// The graph takes <c>input</c> [N, C, H, W] float32 and gives <c>logits</c> [N, classes]: a trailing softmax
 /// is left out, as in PyTorch's exported fixtures. Dropout and flatten (identities at inference) are left out;
 /// an explicit <c>Flatten(axis=1)</c> precedes the first <c>Gemm</c>. Initializers keep their checkpoint keys.
@@ -27,7 +30,8 @@ public static class OnnxExporter
     /// <param name="weights">The checkpoint tensors, found by each operation's checkpoint keys.</param>
     /// <param name="path">The file to write, replaced atomically (a temporary file in the same folder, then moved).</param>
     /// <param name="dynamicBatch">True: the batch dimension is the symbol <c>N</c>; false: it is fixed at 1.</param>
-    /// <exception cref="WeightsException">Tensors are missing, mis-shaped or not floating-point (every problem is listed), or the file cannot be written.</exception>
+    /// <exception cref="WeightsException">Tensors are missing, mis-shaped or not floating-point (every problem is listed), the
+    /// weights are more than a protobuf file can hold (2 GiB), or the file cannot be written.</exception>
     /// <exception cref="NotSupportedException">An operation has no ONNX equivalent here (e.g. an adaptive average pool whose input is not a multiple of its output).</exception>
     public static void Export(ModelInfo model, IWeightSource weights, string path, bool dynamicBatch = true)
     {
@@ -35,100 +39,85 @@ public static class OnnxExporter
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(path);
 
-        var graph = new GraphBuilder(model, weights);
-        graph.Build();
+        var builder = new GraphBuilder(model, weights);
+        builder.Build();
 
-        // The graph message: nodes and name, then the initializers (streamed), then input and output.
-        var before = new ProtoWriter();
-        foreach (ProtoWriter node in graph.Nodes) before.WriteMessage(1, node);
-        before.WriteString(2, model.Name);
-
-        var after = new ProtoWriter();
-        after.WriteMessage(11, ValueInfo("input", dynamicBatch, model.InputShape));
-        after.WriteMessage(12, ValueInfo("logits", dynamicBatch, new[] { model.Classes }));
-
-        var initializers = new List<(byte[] Head, float[] Data)>();
-        long graphLength = before.Length + after.Length;
-        foreach (Initializer init in graph.Initializers)
+        var graph = new GraphProto { Name = model.Name };
+        graph.Node.AddRange(builder.Nodes);
+        long rawBytes = 0;
+        foreach (Initializer init in builder.Initializers)
         {
-            // TensorProto: dims (1), data_type (2) = FLOAT, name (8), raw_data (9), whose bytes follow the head.
-            var t = new ProtoWriter();
-            foreach (int d in init.Shape) t.WriteInt64(1, d);
-            t.WriteInt64(2, 1);
-            t.WriteString(8, init.Name);
-            long rawBytes = 4L * init.Data.Length;
-            t.WriteTag(9, ProtoWriter.LengthDelimited);
-            t.WriteVarint((ulong)rawBytes);
-            long tensorLength = t.Length + rawBytes;
+            var t = new TensorProto { DataType = (int)TensorProto.Types.DataType.Float, Name = init.Name, RawData = RawFloats(init.Data) };
+            foreach (int d in init.Shape) t.Dims.Add(d);
+            graph.Initializer.Add(t);
+            rawBytes += 4L * init.Data.Length;
+        }
+        // Room for the graph's structure besides the raw data; protobuf messages are limited to 2 GiB.
+        if (rawBytes > int.MaxValue - (64L << 20))
+            throw new WeightsException($"{path}: the weights take {rawBytes} bytes, more than an ONNX protobuf file can hold (2 GiB)");
+        graph.Input.Add(ValueInfo("input", dynamicBatch, model.InputShape));
+        graph.Output.Add(ValueInfo("logits", dynamicBatch, new[] { model.Classes }));
 
-            var head = new ProtoWriter();
-            head.WriteTag(5, ProtoWriter.LengthDelimited);
-            head.WriteVarint((ulong)tensorLength);
-            head.WriteRaw(t.AsSpan());
-            initializers.Add((head.ToArray(), init.Data));
-            graphLength += head.Length + rawBytes;
+        var proto = new ModelProto
+        {
+            IrVersion = IrVersion,
+            ProducerName = "AlexNet.Aot",
+            ProducerVersion = typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0",
+            Graph = graph,
+        };
+        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+
+        AtomicFile.Write(path, fs => proto.WriteTo(fs));
+    }
+
+    /// <summary>A float32 array's little-endian bytes as a raw_data ByteString: the array itself, wrapped, on
+    /// little-endian machines (the exporter neither changes nor keeps it); a copy elsewhere.</summary>
+    private static ByteString RawFloats(float[] data)
+    {
+        if (BitConverter.IsLittleEndian) return UnsafeByteOperations.UnsafeWrap(new FloatBytes(data).Memory);
+        var bytes = new byte[4L * data.Length];
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * i), data[i]);
+        return UnsafeByteOperations.UnsafeWrap(bytes);
+    }
+
+    /// <summary>A float array seen as bytes, for <see cref="UnsafeByteOperations.UnsafeWrap(ReadOnlyMemory{byte})"/>.</summary>
+    private sealed class FloatBytes : MemoryManager<byte>
+    {
+        private readonly float[] _data;
+
+        public FloatBytes(float[] data) => _data = data;
+
+        public override Span<byte> GetSpan() => MemoryMarshal.AsBytes(_data.AsSpan());
+
+        public override unsafe MemoryHandle Pin(int elementIndex = 0)
+        {
+            GCHandle handle = GCHandle.Alloc(_data, GCHandleType.Pinned);
+            return new MemoryHandle((byte*)handle.AddrOfPinnedObject() + elementIndex, handle, this);
         }
 
-        var modelHead = new ProtoWriter();
-        modelHead.WriteInt64(1, IrVersion);
-        modelHead.WriteString(2, "AlexNet.Aot");
-        modelHead.WriteString(3, typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0");
-        modelHead.WriteTag(7, ProtoWriter.LengthDelimited);
-        modelHead.WriteVarint((ulong)graphLength);
+        public override void Unpin() { }
 
-        var opset = new ProtoWriter();
-        opset.WriteString(1, "");
-        opset.WriteInt64(2, Opset);
-        var modelTail = new ProtoWriter();
-        modelTail.WriteMessage(8, opset);
-
-        AtomicFile.Write(path, fs =>
-        {
-            fs.Write(modelHead.AsSpan());
-            fs.Write(before.AsSpan());
-            foreach ((byte[] head, float[] data) in initializers)
-            {
-                fs.Write(head);
-                AtomicFile.WriteFloats(fs, data);
-            }
-            fs.Write(after.AsSpan());
-            fs.Write(modelTail.AsSpan());
-        });
+        protected override void Dispose(bool disposing) { }
     }
 
     /// <summary>ValueInfoProto: name, TypeProto { tensor_type { elem_type FLOAT, shape [N or 1, dims...] } }.</summary>
-    private static ProtoWriter ValueInfo(string name, bool dynamicBatch, int[] perImage)
+    private static ValueInfoProto ValueInfo(string name, bool dynamicBatch, int[] perImage)
     {
-        var shape = new ProtoWriter();
-        var batch = new ProtoWriter();
-        if (dynamicBatch) batch.WriteString(2, "N");
-        else batch.WriteInt64(1, 1);
-        shape.WriteMessage(1, batch);
-        foreach (int d in perImage)
-        {
-            var dim = new ProtoWriter();
-            dim.WriteInt64(1, d);
-            shape.WriteMessage(1, dim);
-        }
-        var tensor = new ProtoWriter();
-        tensor.WriteInt64(1, 1);
-        tensor.WriteMessage(2, shape);
-        var type = new ProtoWriter();
-        type.WriteMessage(1, tensor);
-        var info = new ProtoWriter();
-        info.WriteString(1, name);
-        info.WriteMessage(2, type);
-        return info;
+        var shape = new TensorShapeProto();
+        shape.Dim.Add(dynamicBatch ? new TensorShapeProto.Types.Dimension { DimParam = "N" } : new TensorShapeProto.Types.Dimension { DimValue = 1 });
+        foreach (int d in perImage) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
+        var tensor = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape };
+        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensor } };
     }
 
     private sealed record Initializer(string Name, int[] Shape, float[] Data);
 
-    /// <summary>Walks the layers' operations, collecting nodes (as encoded NodeProtos) and initializers.</summary>
+    /// <summary>Walks the layers' operations, collecting nodes (as NodeProtos) and initializers.</summary>
     private sealed class GraphBuilder
     {
         private readonly ModelInfo _model;
         private readonly WeightBinder _binder;
-        private readonly List<(ProtoWriter Node, string Output)> _nodes = new();
+        private readonly List<NodeProto> _nodes = new();
         private readonly HashSet<string> _names = new(StringComparer.Ordinal);
 
         public GraphBuilder(ModelInfo model, IWeightSource weights)
@@ -139,13 +128,7 @@ public static class OnnxExporter
 
         public List<Initializer> Initializers { get; } = new();
 
-        public IEnumerable<ProtoWriter> Nodes
-        {
-            get
-            {
-                foreach (var n in _nodes) yield return n.Node;
-            }
-        }
+        public IReadOnlyList<NodeProto> Nodes => _nodes;
 
         public void Build()
         {
@@ -174,7 +157,7 @@ public static class OnnxExporter
                             var inputs = new List<string> { current };
                             inputs.Add(Param(op.CheckpointPrefix + ".weight", new[] { op.Out, cin / op.Groups, op.KernelH, op.KernelW }));
                             if (op.Bias) inputs.Add(Param(op.CheckpointPrefix + ".bias", new[] { op.Out }));
-                            var attrs = new ProtoWriter[]
+                            var attrs = new AttributeProto[]
                             {
                                 Attr.Ints("dilations", 1, 1),
                                 Attr.Int("group", op.Groups),
@@ -203,7 +186,7 @@ public static class OnnxExporter
                             var inputs = new List<string> { current };
                             inputs.Add(Param(op.CheckpointPrefix + ".weight", new[] { op.Out, features }));
                             if (op.Bias) inputs.Add(Param(op.CheckpointPrefix + ".bias", new[] { op.Out }));
-                            var attrs = new ProtoWriter[]
+                            var attrs = new AttributeProto[]
                             {
                                 Attr.Float("alpha", 1f),
                                 Attr.Float("beta", 1f),
@@ -216,13 +199,13 @@ public static class OnnxExporter
                             break;
                         }
                         case OperationKind.Relu:
-                            pending.Add(new PendingNode("Relu", nodeName, new List<string> { current }, Array.Empty<ProtoWriter>()));
+                            pending.Add(new PendingNode("Relu", nodeName, new List<string> { current }, Array.Empty<AttributeProto>()));
                             current = nodeName;
                             break;
                         case OperationKind.Lrn:
                         {
                             RequireRank(layer, op, shape, 3);
-                            var attrs = new ProtoWriter[]
+                            var attrs = new AttributeProto[]
                             {
                                 Attr.Float("alpha", op.Alpha),
                                 Attr.Float("beta", op.Beta),
@@ -238,7 +221,7 @@ public static class OnnxExporter
                         {
                             RequireRank(layer, op, shape, 3);
                             bool max = op.Kind == OperationKind.MaxPool;
-                            var attrs = new List<ProtoWriter>
+                            var attrs = new List<AttributeProto>
                             {
                                 Attr.Int("ceil_mode", op.CeilMode ? 1 : 0),
                             };
@@ -265,7 +248,7 @@ public static class OnnxExporter
                             if (oh <= 0 || ow <= 0 || shape[1] % oh != 0 || shape[2] % ow != 0)
                                 throw new NotSupportedException($"layer {layer.Name}: adaptive average pool from {shape[1]}x{shape[2]} to {oh}x{ow} is not a plain average pool (the input is not a multiple of the output); ONNX export supports only that case");
                             int kh = shape[1] / oh, kw = shape[2] / ow;
-                            var attrs = new ProtoWriter[]
+                            var attrs = new AttributeProto[]
                             {
                                 Attr.Int("ceil_mode", 0),
                                 Attr.Int("count_include_pad", 0),
@@ -324,19 +307,17 @@ public static class OnnxExporter
             {
                 PendingNode n = pending[i];
                 string output = i == pending.Count - 1 ? "logits" : n.Name;
-                _nodes.Add((Encode(n, output), output));
+                _nodes.Add(Encode(n, output));
             }
         }
 
-        private static ProtoWriter Encode(PendingNode n, string output)
+        private static NodeProto Encode(PendingNode n, string output)
         {
-            var w = new ProtoWriter();
-            foreach (string input in n.Inputs) w.WriteString(1, input);
-            w.WriteString(2, output);
-            w.WriteString(3, n.Name);
-            w.WriteString(4, n.OpType);
-            foreach (ProtoWriter a in n.Attributes) w.WriteMessage(5, a);
-            return w;
+            var node = new NodeProto { Name = n.Name, OpType = n.OpType };
+            node.Input.AddRange(n.Inputs);
+            node.Output.Add(output);
+            node.Attribute.AddRange(n.Attributes);
+            return node;
         }
 
         /// <summary>Takes a checkpoint tensor (shape checked by the binder) as an initializer; returns its name.</summary>
@@ -369,38 +350,22 @@ public static class OnnxExporter
         }
     }
 
-    private sealed record PendingNode(string OpType, string Name, List<string> Inputs, ProtoWriter[] Attributes);
+    private sealed record PendingNode(string OpType, string Name, List<string> Inputs, AttributeProto[] Attributes);
 
-    /// <summary>AttributeProto builders: name (1), f (2), i (3), ints (8), type (20).</summary>
+    /// <summary>AttributeProto builders: name, f, i or ints, and type.</summary>
     private static class Attr
     {
-        private const int TypeFloat = 1, TypeInt = 2, TypeInts = 7;
+        public static AttributeProto Float(string name, float value) =>
+            new() { Name = name, F = value, Type = AttributeProto.Types.AttributeType.Float };
 
-        public static ProtoWriter Float(string name, float value)
-        {
-            var w = new ProtoWriter();
-            w.WriteString(1, name);
-            w.WriteFloat(2, value);
-            w.WriteInt64(20, TypeFloat);
-            return w;
-        }
+        public static AttributeProto Int(string name, long value) =>
+            new() { Name = name, I = value, Type = AttributeProto.Types.AttributeType.Int };
 
-        public static ProtoWriter Int(string name, long value)
+        public static AttributeProto Ints(string name, params int[] values)
         {
-            var w = new ProtoWriter();
-            w.WriteString(1, name);
-            w.WriteInt64(3, value);
-            w.WriteInt64(20, TypeInt);
-            return w;
-        }
-
-        public static ProtoWriter Ints(string name, params int[] values)
-        {
-            var w = new ProtoWriter();
-            w.WriteString(1, name);
-            foreach (int v in values) w.WriteInt64(8, v); // unpacked repeated int64 (proto2's default)
-            w.WriteInt64(20, TypeInts);
-            return w;
+            var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+            foreach (int v in values) a.Ints.Add(v);
+            return a;
         }
     }
 
@@ -416,103 +381,5 @@ public static class OnnxExporter
         if (a.Length != b.Length) return false;
         for (int i = 0; i < a.Length; i++) if (a[i] != b[i]) return false;
         return true;
-    }
-}
-
-/// <summary>
-/// A minimal protobuf encoder: varints, tags, fixed32 floats, strings and nested messages (length-delimited),
-/// into a growable buffer. Enough for ONNX's messages; large tensor payloads are streamed by the caller.
-/// </summary>
-internal sealed class ProtoWriter
-{
-    /// <summary>Wire type 0: varint.</summary>
-    public const int Varint = 0;
-    /// <summary>Wire type 2: length-delimited.</summary>
-    public const int LengthDelimited = 2;
-    /// <summary>Wire type 5: 32-bit little-endian.</summary>
-    public const int Fixed32 = 5;
-
-    private byte[] _buffer = new byte[64];
-    private int _length;
-
-    /// <summary>Bytes written so far.</summary>
-    public int Length => _length;
-
-    /// <summary>The bytes written so far.</summary>
-    public ReadOnlySpan<byte> AsSpan() => _buffer.AsSpan(0, _length);
-
-    /// <summary>A copy of the bytes written so far.</summary>
-    public byte[] ToArray() => AsSpan().ToArray();
-
-    /// <summary>Appends a base-128 varint.</summary>
-    public void WriteVarint(ulong value)
-    {
-        Span<byte> span = Grow(10);
-        int n = 0;
-        while (value >= 0x80)
-        {
-            span[n++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-        span[n++] = (byte)value;
-        _length += n;
-    }
-
-    /// <summary>Appends a field key: (field number &lt;&lt; 3) | wire type.</summary>
-    public void WriteTag(int field, int wireType) => WriteVarint(((ulong)(uint)field << 3) | (uint)wireType);
-
-    /// <summary>An int64 (or enum, int32) field; negative values take ten bytes, two's complement.</summary>
-    public void WriteInt64(int field, long value)
-    {
-        WriteTag(field, Varint);
-        WriteVarint(unchecked((ulong)value));
-    }
-
-    /// <summary>A float field (fixed32, little-endian).</summary>
-    public void WriteFloat(int field, float value)
-    {
-        WriteTag(field, Fixed32);
-        BinaryPrimitives.WriteSingleLittleEndian(Grow(4), value);
-        _length += 4;
-    }
-
-    /// <summary>A string field, UTF-8.</summary>
-    public void WriteString(int field, string value)
-    {
-        int count = Encoding.UTF8.GetByteCount(value);
-        WriteTag(field, LengthDelimited);
-        WriteVarint((ulong)count);
-        Encoding.UTF8.GetBytes(value, Grow(count));
-        _length += count;
-    }
-
-    /// <summary>A bytes field.</summary>
-    public void WriteBytes(int field, ReadOnlySpan<byte> value)
-    {
-        WriteTag(field, LengthDelimited);
-        WriteVarint((ulong)value.Length);
-        WriteRaw(value);
-    }
-
-    /// <summary>A nested message field: its length, then its bytes.</summary>
-    public void WriteMessage(int field, ProtoWriter message) => WriteBytes(field, message.AsSpan());
-
-    /// <summary>Appends bytes as they are.</summary>
-    public void WriteRaw(ReadOnlySpan<byte> bytes)
-    {
-        bytes.CopyTo(Grow(bytes.Length));
-        _length += bytes.Length;
-    }
-
-    private Span<byte> Grow(int count)
-    {
-        if (_buffer.Length - _length < count)
-        {
-            long wanted = Math.Max((long)_buffer.Length * 2, (long)_length + count);
-            if (wanted > Array.MaxLength) wanted = (long)_length + count;
-            if (wanted > Array.MaxLength) throw new InvalidOperationException("protobuf message too large");
-            Array.Resize(ref _buffer, (int)wanted);
-        }
-        return _buffer.AsSpan(_length, count);
     }
 }

@@ -1,22 +1,28 @@
 using System;
 using System.Buffers.Binary;
+using System.Buffers;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
+using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Text;
+using Google.Protobuf;
+using Onnx;
 
 namespace AlexNet.Aot.Onnx;
 
 /// <summary>
 /// Reads an ONNX model (a torch export, the BVLC/Caffe-style model zoo graph, or our own <see cref="OnnxExporter"/> output)
-/// as a weights source, with the protobuf wire format read by hand: no protobuf library, no reflection (AOT-safe).
+/// as a weights source. The protobuf is parsed by Google.Protobuf into OnnxSharp's generated ONNX messages
+/// (<c>Onnx.ModelProto</c>: generated code, no reflection, AOT-safe).
 /// </summary>
 /// <remarks>
-/// <para>The reader is hardened for untrusted files: every length is checked against the bytes that remain, varints are
-/// at most ten bytes, unknown fields are skipped by wire type (groups are refused), nesting is limited to
-/// <see cref="MaxDepth"/>, and only a fixed schema is parsed (Model → Graph → Node → Attribute → Tensor), without
-/// recursion into sub-graphs. Every problem is a <see cref="WeightsException"/> naming the file.</para>
+/// <para>The reader is hardened for untrusted files: a file is read only up to 2 GiB (the most a protobuf message can
+/// be; larger files and external data are refused), the parser refuses a length that claims more bytes than remain
+/// (nothing is allocated for it), malformed varints, tags and wire types, and limits message nesting to
+/// <see cref="MaxDepth"/> levels (Google.Protobuf's recursion limit). Every problem is a <see cref="WeightsException"/>
+/// naming the file.</para>
 /// <para>With a model, the graph's compute nodes (Conv, Gemm, MatMul(+Add), LRN, MaxPool, AveragePool,
 /// GlobalAveragePool, BatchNormalization) are matched in order to the model's operations and their attributes checked
 /// against the spec; shape-only nodes (Relu, Flatten, Reshape, Dropout, Softmax, Identity, Constant, ...) are tolerated.
@@ -27,7 +33,8 @@ namespace AlexNet.Aot.Onnx;
 /// beta, bias; MaxPool and AveragePool kernel_shape, strides, pads, ceil_mode (a max pool's Caffe-style rounding up may
 /// be written as ceil_mode or as extra end padding, as in the model zoo's BVLC graphs: see <c>CheckMaxPool</c>); Gemm
 /// transA (0), alpha and beta (1) and transB (0: the weight is [in, out] and is transposed at load; 1: [out, in]).
-/// A mismatch is a <see cref="WeightsException"/> naming the file, the node and the attribute.</para>
+/// A mismatch is a <see cref="WeightsException"/> naming the file, the node and the attribute. An attribute counts as
+/// given when its <c>type</c> says so (FLOAT, INT) or its value is not zero (proto3 writers leave zeros out).</para>
 /// <para>Batch norm folded by the exporter: when the model has batch norm operations directly after its convolutions and
 /// the graph has no BatchNormalization node at all (PyTorch's eval-mode export folds them into the convolutions), the
 /// folded convolution weight and bias are yielded as the convolution's (a bias the spec's convolution lacks goes to the
@@ -37,8 +44,8 @@ namespace AlexNet.Aot.Onnx;
 /// </remarks>
 public sealed class OnnxModelFile : IWeightSource
 {
-    /// <summary>The deepest nesting of messages accepted.</summary>
-    public const int MaxDepth = 16;
+    /// <summary>The deepest nesting of messages accepted: Google.Protobuf's recursion limit (its default, 100).</summary>
+    public const int MaxDepth = 100;
 
     private readonly List<string> _keys = new();
     private readonly Dictionary<string, LoadedTensor> _tensors = new(StringComparer.Ordinal);
@@ -65,24 +72,41 @@ public sealed class OnnxModelFile : IWeightSource
 
     /// <summary>Loads an ONNX file. With <paramref name="model"/>: the graph is checked against it and the tensors are
     /// yielded under its checkpoint keys; without: the initializers under their own names.</summary>
+    /// <remarks>The file is mapped read-only while it is parsed (read into memory instead when <c>ALEXNET_MMAP=0</c>), then
+    /// unmapped: the peak memory is about the tensors' bytes as parsed plus their float32 copies, each tensor's parsed
+    /// bytes being let go once it is converted.</remarks>
     /// <exception cref="WeightsException">The file cannot be read, is malformed, or does not match the model.</exception>
     public static IWeightSource Load(string path, ModelInfo? model = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        byte[] bytes;
+        ModelProto proto;
         try
         {
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new WeightsException($"{path}: no such file");
-            if (info.Length > Array.MaxLength)
-                throw new WeightsException($"{path}: {info.Length} bytes is more than an ONNX protobuf file can hold (2 GiB); external data is not supported");
-            bytes = File.ReadAllBytes(path);
+            if (!File.Exists(path)) throw new WeightsException($"{path}: no such file");
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+            long length = fs.Length;
+            if (length == 0) throw new WeightsException($"{path}: the file is empty, not an ONNX model");
+            if (length > Array.MaxLength)
+                throw new WeightsException($"{path}: {length} bytes is more than an ONNX protobuf file can hold (2 GiB); external data is not supported");
+            if (MappedFile.Enabled)
+            {
+                using MemoryMappedFile map = MemoryMappedFile.CreateFromFile(fs, null, length, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
+                using MemoryMappedViewAccessor view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+                using var bytes = new ViewBytes(view, (int)length);
+                proto = ParseProto(new ReadOnlySequence<byte>(bytes.Memory), path);
+            }
+            else
+            {
+                var bytes = new byte[length];
+                fs.ReadExactly(bytes);
+                proto = ParseProto(new ReadOnlySequence<byte>(bytes), path);
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException or ArgumentException)
         {
             throw new WeightsException($"{path}: cannot read the file: {e.Message}", e);
         }
-        return Parse(bytes, path, model);
+        return FromProto(proto, path, model);
     }
 
     /// <summary>Parses the bytes of an ONNX file; <paramref name="origin"/> names it in errors.</summary>
@@ -91,11 +115,65 @@ public sealed class OnnxModelFile : IWeightSource
     {
         ArgumentNullException.ThrowIfNull(bytes);
         ArgumentNullException.ThrowIfNull(origin);
+        if (bytes.Length == 0) throw new WeightsException($"{origin}: the file is empty, not an ONNX model");
+        return FromProto(ParseProto(new ReadOnlySequence<byte>(bytes), origin), origin, model);
+    }
+
+    /// <summary>Google.Protobuf's parse (nesting limited to <see cref="MaxDepth"/>, its default recursion limit), its
+    /// errors as <see cref="WeightsException"/>s naming the file. The whole input is in memory (or mapped), so every
+    /// length is checked against the bytes that are there before anything is allocated for it.</summary>
+    private static ModelProto ParseProto(ReadOnlySequence<byte> data, string origin)
+    {
         try
         {
-            if (bytes.Length == 0) throw new WeightsException($"{origin}: the file is empty, not an ONNX model");
-            var reader = new Proto(bytes, 0, bytes.Length, 0, origin, "ModelProto");
-            PModel m = ReadModel(reader);
+            return ModelProto.Parser.ParseFrom(data);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new WeightsException($"{origin}: malformed ONNX file: {e.Message}", e);
+        }
+        catch (Exception e) when (e is IndexOutOfRangeException or ArgumentException or OverflowException or InvalidCastException or DecoderFallbackException or InvalidOperationException)
+        {
+            // Defence in depth: the parser reports malformed input as InvalidProtocolBufferException.
+            throw new WeightsException($"{origin}: malformed ONNX file: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A mapped view's bytes as a <see cref="Memory{T}"/> for the parser, valid while the view is open
+    /// (the parser copies what it keeps).</summary>
+    private sealed unsafe class ViewBytes : MemoryManager<byte>
+    {
+        private readonly MemoryMappedViewAccessor _view;
+        private readonly byte* _pointer;
+        private readonly int _length;
+
+        public ViewBytes(MemoryMappedViewAccessor view, int length)
+        {
+            _view = view;
+            _length = length;
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            _pointer = p + view.PointerOffset;
+        }
+
+        public override Span<byte> GetSpan() => new(_pointer, _length);
+
+        public override MemoryHandle Pin(int elementIndex = 0)
+        {
+            if ((uint)elementIndex > (uint)_length) throw new ArgumentOutOfRangeException(nameof(elementIndex));
+            return new MemoryHandle(_pointer + elementIndex, default, this);
+        }
+
+        public override void Unpin() { }
+
+        protected override void Dispose(bool disposing) => _view.SafeMemoryMappedViewHandle.ReleasePointer();
+    }
+
+    private static OnnxModelFile FromProto(ModelProto proto, string origin, ModelInfo? model)
+    {
+        try
+        {
+            PModel m = ReadModel(proto, origin);
             if (m.Graph is null)
                 throw new WeightsException($"{origin}: not an ONNX model: no graph (ModelProto field 7) found");
             var file = new OnnxModelFile(origin) { Producer = (m.Producer + " " + m.ProducerVersion).Trim() };
@@ -110,12 +188,12 @@ public sealed class OnnxModelFile : IWeightSource
                 {
                     if (file._tensors.ContainsKey(t.Name))
                         throw new WeightsException($"{origin}: initializer \"{t.Name}\" appears twice");
-                    file.Add(Convert(t, bytes, origin));
+                    file.Add(Convert(t, origin));
                 }
             }
             else
             {
-                new Matcher(file, m.Graph, bytes, origin, model).Run();
+                new Matcher(file, m.Graph, origin, model).Run();
             }
             return file;
         }
@@ -130,181 +208,6 @@ public sealed class OnnxModelFile : IWeightSource
     {
         if (_tensors.TryAdd(t.Key, t)) _keys.Add(t.Key);
         else _tensors[t.Key] = t;
-    }
-
-    // ---------------------------------------------------------------- protobuf wire format
-
-    private const int WireVarint = 0, WireFixed64 = 1, WireLength = 2, WireFixed32 = 5;
-
-    /// <summary>A bounded cursor over one message's bytes.</summary>
-    private sealed class Proto
-    {
-        private readonly byte[] _b;
-        private readonly int _end;
-        private readonly int _depth;
-        private readonly string _origin;
-        private readonly string _what;
-        private int _pos;
-
-        public Proto(byte[] b, int start, int end, int depth, string origin, string what)
-        {
-            _b = b;
-            _pos = start;
-            _end = end;
-            _depth = depth;
-            _origin = origin;
-            _what = what;
-        }
-
-        public bool More => _pos < _end;
-
-        public WeightsException Fail(string message) =>
-            new($"{_origin}: malformed ONNX file: {message} (in {_what}, at byte {_pos.ToString(CultureInfo.InvariantCulture)})");
-
-        public (int Field, int Wire) Tag()
-        {
-            ulong key = Varint();
-            ulong field = key >> 3;
-            if (field == 0 || field > 536_870_911) throw Fail($"invalid field number {field}");
-            return ((int)field, (int)(key & 7));
-        }
-
-        public ulong Varint()
-        {
-            ulong result = 0;
-            for (int i = 0; i < 10; i++)
-            {
-                if (_pos >= _end) throw Fail("a varint runs past the end");
-                byte c = _b[_pos++];
-                if (i == 9 && c > 1) throw Fail("a varint is longer than 64 bits");
-                result |= (ulong)(c & 0x7f) << (7 * i);
-                if (c < 0x80) return result;
-            }
-            throw Fail("a varint is longer than 10 bytes");
-        }
-
-        public int Length()
-        {
-            ulong n = Varint();
-            int left = _end - _pos;
-            if (n > (ulong)left) throw Fail($"a length of {n} bytes runs past the end ({left} left)");
-            return (int)n;
-        }
-
-        public Proto Message(string what)
-        {
-            int n = Length();
-            if (_depth + 1 > MaxDepth) throw Fail($"messages nested deeper than {MaxDepth}");
-            var sub = new Proto(_b, _pos, _pos + n, _depth + 1, _origin, what);
-            _pos += n;
-            return sub;
-        }
-
-        public (int Offset, int Count) Bytes()
-        {
-            int n = Length();
-            int o = _pos;
-            _pos += n;
-            return (o, n);
-        }
-
-        public string String()
-        {
-            (int o, int n) = Bytes();
-            return Encoding.UTF8.GetString(_b, o, n);
-        }
-
-        public uint Fixed32()
-        {
-            if (_end - _pos < 4) throw Fail("a 32-bit value runs past the end");
-            uint v = BinaryPrimitives.ReadUInt32LittleEndian(_b.AsSpan(_pos, 4));
-            _pos += 4;
-            return v;
-        }
-
-        public ulong Fixed64()
-        {
-            if (_end - _pos < 8) throw Fail("a 64-bit value runs past the end");
-            ulong v = BinaryPrimitives.ReadUInt64LittleEndian(_b.AsSpan(_pos, 8));
-            _pos += 8;
-            return v;
-        }
-
-        public void Skip(int wire)
-        {
-            switch (wire)
-            {
-                case WireVarint: Varint(); break;
-                case WireFixed64: Fixed64(); break;
-                case WireLength: Bytes(); break;
-                case WireFixed32: Fixed32(); break;
-                default: throw Fail($"wire type {wire} is not supported (groups or garbage)");
-            }
-        }
-
-        public void SkipField(int wire) => Skip(wire);
-
-        public void Expect(int field, int wire, int expected)
-        {
-            if (wire != expected) throw Fail($"field {field} has wire type {wire}, expected {expected}");
-        }
-
-        public float Float(int field, int wire)
-        {
-            Expect(field, wire, WireFixed32);
-            return BitConverter.UInt32BitsToSingle(Fixed32());
-        }
-
-        public long Int64(int field, int wire)
-        {
-            Expect(field, wire, WireVarint);
-            return unchecked((long)Varint());
-        }
-
-        public string Str(int field, int wire)
-        {
-            Expect(field, wire, WireLength);
-            return String();
-        }
-
-        /// <summary>A repeated varint field, packed or not.</summary>
-        public void Int64s(int field, int wire, List<long> into)
-        {
-            if (wire == WireVarint)
-            {
-                into.Add(unchecked((long)Varint()));
-                return;
-            }
-            Expect(field, wire, WireLength);
-            Proto p = Message("packed varints");
-            while (p.More) into.Add(unchecked((long)p.Varint()));
-        }
-
-        /// <summary>A repeated float field, packed or not.</summary>
-        public void Floats(int field, int wire, List<float> into)
-        {
-            if (wire == WireFixed32)
-            {
-                into.Add(BitConverter.UInt32BitsToSingle(Fixed32()));
-                return;
-            }
-            Expect(field, wire, WireLength);
-            Proto p = Message("packed floats");
-            while (p.More) into.Add(BitConverter.UInt32BitsToSingle(p.Fixed32()));
-        }
-
-        /// <summary>A repeated double field, packed or not.</summary>
-        public void Doubles(int field, int wire, List<double> into)
-        {
-            if (wire == WireFixed64)
-            {
-                into.Add(BitConverter.UInt64BitsToDouble(Fixed64()));
-                return;
-            }
-            Expect(field, wire, WireLength);
-            Proto p = Message("packed doubles");
-            while (p.More) into.Add(BitConverter.UInt64BitsToDouble(p.Fixed64()));
-        }
     }
 
     // ---------------------------------------------------------------- the ONNX messages read
@@ -345,152 +248,82 @@ public sealed class OnnxModelFile : IWeightSource
         public readonly List<float> Floats = new();
     }
 
+    /// <summary>A TensorProto, its name (a Constant node's output renames it) and, once converted, its float32 values
+    /// (the parsed bytes are then dropped).</summary>
     private sealed class PTensor
     {
-        public string Name = "";
-        public readonly List<long> Dims = new();
-        public int DataType;
-        public int RawOffset = -1, RawCount;
-        public readonly List<float> FloatData = new();
-        public readonly List<long> Int32Data = new();
-        public readonly List<long> Int64Data = new();
-        public readonly List<double> DoubleData = new();
-        public bool External;
+        public PTensor(TensorProto proto)
+        {
+            Proto = proto;
+            Name = proto.Name;
+        }
+
+        public readonly TensorProto Proto;
+        public string Name;
+        public LoadedTensor? Converted;
     }
 
-    private static PModel ReadModel(Proto p)
+    private static PModel ReadModel(ModelProto proto, string origin)
     {
-        var m = new PModel();
-        while (p.More)
-        {
-            (int f, int w) = p.Tag();
-            switch (f)
-            {
-                case 2: m.Producer = p.Str(f, w); break;
-                case 3: m.ProducerVersion = p.Str(f, w); break;
-                case 7:
-                    p.Expect(f, w, WireLength);
-                    if (m.Graph is not null) throw p.Fail("the model has two graphs");
-                    m.Graph = ReadGraph(p.Message("GraphProto"));
-                    break;
-                default: p.SkipField(w); break;
-            }
-        }
+        var m = new PModel { Producer = proto.ProducerName, ProducerVersion = proto.ProducerVersion };
+        if (proto.Graph is GraphProto g) m.Graph = ReadGraph(g, origin);
         return m;
     }
 
-    private static PGraph ReadGraph(Proto p)
+    private static PGraph ReadGraph(GraphProto proto, string origin)
     {
-        var g = new PGraph();
-        while (p.More)
-        {
-            (int f, int w) = p.Tag();
-            switch (f)
-            {
-                case 1: p.Expect(f, w, WireLength); g.Nodes.Add(ReadNode(p.Message("NodeProto"))); break;
-                case 2: g.Name = p.Str(f, w); break;
-                case 5: p.Expect(f, w, WireLength); g.Initializers.Add(ReadTensor(p.Message("TensorProto"))); break;
-                case 11: p.Expect(f, w, WireLength); g.Inputs.Add(ReadValueInfoName(p.Message("ValueInfoProto"))); break;
-                default: p.SkipField(w); break;
-            }
-        }
+        var g = new PGraph { Name = proto.Name };
+        foreach (NodeProto n in proto.Node) g.Nodes.Add(ReadNode(n, origin));
+        foreach (TensorProto t in proto.Initializer) g.Initializers.Add(new PTensor(t));
+        foreach (ValueInfoProto v in proto.Input) g.Inputs.Add(v.Name);
         return g;
     }
 
-    private static string ReadValueInfoName(Proto p)
+    private static PNode ReadNode(NodeProto proto, string origin)
     {
-        string name = "";
-        while (p.More)
+        var n = new PNode { Name = proto.Name, OpType = proto.OpType, Domain = proto.Domain };
+        n.Inputs.AddRange(proto.Input);
+        n.Outputs.AddRange(proto.Output);
+        foreach (AttributeProto a in proto.Attribute)
         {
-            (int f, int w) = p.Tag();
-            if (f == 1) name = p.Str(f, w);
-            else p.SkipField(w);
-        }
-        return name;
-    }
-
-    private static PNode ReadNode(Proto p)
-    {
-        var n = new PNode();
-        while (p.More)
-        {
-            (int f, int w) = p.Tag();
-            switch (f)
-            {
-                case 1: n.Inputs.Add(p.Str(f, w)); break;
-                case 2: n.Outputs.Add(p.Str(f, w)); break;
-                case 3: n.Name = p.Str(f, w); break;
-                case 4: n.OpType = p.Str(f, w); break;
-                case 7: n.Domain = p.Str(f, w); break;
-                case 5:
-                {
-                    p.Expect(f, w, WireLength);
-                    PAttr a = ReadAttribute(p.Message("AttributeProto"));
-                    if (!n.Attributes.TryAdd(a.Name, a)) throw p.Fail($"node \"{n.Name}\" has attribute \"{a.Name}\" twice");
-                    break;
-                }
-                default: p.SkipField(w); break;
-            }
+            PAttr attr = ReadAttribute(a);
+            if (!n.Attributes.TryAdd(attr.Name, attr))
+                throw new WeightsException($"{origin}: malformed ONNX file: node \"{n.Name}\" has attribute \"{attr.Name}\" twice");
         }
         return n;
     }
 
-    private static PAttr ReadAttribute(Proto p)
+    /// <summary>An AttributeProto. Sub-graphs (fields 6 and 11) are parsed by the library but never looked at.</summary>
+    private static PAttr ReadAttribute(AttributeProto proto)
     {
-        var a = new PAttr();
-        while (p.More)
+        var a = new PAttr
         {
-            (int f, int w) = p.Tag();
-            switch (f)
-            {
-                case 1: a.Name = p.Str(f, w); break;
-                case 2: a.F = p.Float(f, w); a.HasF = true; break;
-                case 3: a.I = p.Int64(f, w); a.HasI = true; break;
-                case 4: a.S = p.Str(f, w); break;
-                case 5: p.Expect(f, w, WireLength); a.T = ReadTensor(p.Message("TensorProto")); break;
-                case 7: p.Floats(f, w, a.Floats); break;
-                case 8: p.Int64s(f, w, a.Ints); break;
-                default: p.SkipField(w); break; // sub-graphs (6, 11) are skipped, never parsed
-            }
-        }
+            Name = proto.Name,
+            F = proto.F,
+            I = proto.I,
+            // proto3 writers leave out zero values: a zero counts as given when the type says so.
+            HasF = proto.Type == AttributeProto.Types.AttributeType.Float || proto.F != 0,
+            HasI = proto.Type == AttributeProto.Types.AttributeType.Int || proto.I != 0,
+            S = proto.S.IsEmpty ? null : proto.S.ToStringUtf8(),
+            T = proto.T is TensorProto t ? new PTensor(t) : null,
+        };
+        a.Ints.AddRange(proto.Ints);
+        a.Floats.AddRange(proto.Floats);
         return a;
-    }
-
-    private static PTensor ReadTensor(Proto p)
-    {
-        var t = new PTensor();
-        while (p.More)
-        {
-            (int f, int w) = p.Tag();
-            switch (f)
-            {
-                case 1: p.Int64s(f, w, t.Dims); break;
-                case 2: t.DataType = unchecked((int)p.Int64(f, w)); break;
-                case 4: p.Floats(f, w, t.FloatData); break;
-                case 5: p.Int64s(f, w, t.Int32Data); break;
-                case 7: p.Int64s(f, w, t.Int64Data); break;
-                case 8: t.Name = p.Str(f, w); break;
-                case 9:
-                    p.Expect(f, w, WireLength);
-                    (t.RawOffset, t.RawCount) = p.Bytes();
-                    break;
-                case 10: p.Doubles(f, w, t.DoubleData); break;
-                case 13: p.SkipField(w); t.External = true; break;
-                case 14: if (p.Int64(f, w) == 1) t.External = true; break;
-                default: p.SkipField(w); break;
-            }
-        }
-        return t;
     }
 
     // ---------------------------------------------------------------- tensors
 
     private const int OnnxFloat = 1, OnnxInt64 = 7, OnnxFloat16 = 10, OnnxDouble = 11, OnnxBFloat16 = 16;
 
-    private static LoadedTensor Convert(PTensor t, byte[] bytes, string origin, string? key = null)
+    /// <summary>The tensor's values as float32 (converted once; its parsed bytes are then let go).</summary>
+    private static LoadedTensor Convert(PTensor pt, string origin)
     {
-        string what = $"{origin}: tensor \"{t.Name}\"";
-        if (t.External)
+        if (pt.Converted is { } done)
+            return done.Key == pt.Name ? done : new LoadedTensor(pt.Name, done.Shape, done.DType, done.Data);
+        TensorProto t = pt.Proto;
+        string what = $"{origin}: tensor \"{pt.Name}\"";
+        if (t.DataLocation == TensorProto.Types.DataLocation.External || t.ExternalData.Count > 0)
             throw new WeightsException($"{what} is stored as external data, which is not supported; save the model with its weights inside the file");
         var shape = new int[t.Dims.Count];
         long count = 1;
@@ -503,12 +336,14 @@ public sealed class OnnxModelFile : IWeightSource
             if (count > Array.MaxLength) throw new WeightsException($"{what} has more elements ({string.Join("x", t.Dims)}) than an ONNX file can hold");
         }
         int n = (int)count;
-        bool raw = t.RawOffset >= 0;
+        // proto3: an empty raw_data is no raw_data.
+        ReadOnlySpan<byte> rawBytes = t.RawData.Span;
+        bool raw = !rawBytes.IsEmpty;
 
-        void CheckRaw(int size)
+        void CheckRaw(ReadOnlySpan<byte> bytes, int size)
         {
-            if ((long)t.RawCount != (long)n * size)
-                throw new WeightsException($"{what} has {t.RawCount} bytes of raw data, its shape [{string.Join(", ", shape)}] needs {(long)n * size}");
+            if ((long)bytes.Length != (long)n * size)
+                throw new WeightsException($"{what} has {bytes.Length} bytes of raw data, its shape [{string.Join(", ", shape)}] needs {(long)n * size}");
         }
         void CheckCount(int found, string field)
         {
@@ -522,19 +357,20 @@ public sealed class OnnxModelFile : IWeightSource
         {
             case OnnxFloat:
                 dtype = "F32";
-                data = new float[n];
                 if (raw)
                 {
-                    CheckRaw(4);
+                    CheckRaw(rawBytes, 4);
+                    data = new float[n];
                     if (BitConverter.IsLittleEndian)
-                        MemoryMarshal.Cast<byte, float>(bytes.AsSpan(t.RawOffset, t.RawCount)).CopyTo(data);
+                        MemoryMarshal.Cast<byte, float>(rawBytes).CopyTo(data);
                     else
-                        for (int i = 0; i < n; i++) data[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(t.RawOffset + 4 * i, 4));
+                        for (int i = 0; i < n; i++) data[i] = BinaryPrimitives.ReadSingleLittleEndian(rawBytes.Slice(4 * i, 4));
                 }
                 else
                 {
                     CheckCount(t.FloatData.Count, "float_data");
-                    t.FloatData.CopyTo(data);
+                    data = new float[n];
+                    t.FloatData.CopyTo(data, 0);
                 }
                 break;
             case OnnxFloat16:
@@ -542,39 +378,50 @@ public sealed class OnnxModelFile : IWeightSource
             {
                 bool half = t.DataType == OnnxFloat16;
                 dtype = half ? "F16" : "BF16";
-                data = new float[n];
-                if (raw) CheckRaw(2);
+                if (raw) CheckRaw(rawBytes, 2);
                 else CheckCount(t.Int32Data.Count, "int32_data");
+                data = new float[n];
                 for (int i = 0; i < n; i++)
                 {
-                    ushort bits = raw ? BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(t.RawOffset + 2 * i, 2)) : unchecked((ushort)t.Int32Data[i]);
+                    ushort bits = raw ? BinaryPrimitives.ReadUInt16LittleEndian(rawBytes.Slice(2 * i, 2)) : unchecked((ushort)t.Int32Data[i]);
                     data[i] = half ? (float)BitConverter.UInt16BitsToHalf(bits) : BitConverter.Int32BitsToSingle(bits << 16);
                 }
                 break;
             }
             case OnnxDouble:
                 dtype = "F64";
-                data = new float[n];
                 if (raw)
                 {
-                    CheckRaw(8);
-                    for (int i = 0; i < n; i++) data[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(bytes.AsSpan(t.RawOffset + 8 * i, 8));
+                    CheckRaw(rawBytes, 8);
+                    data = new float[n];
+                    for (int i = 0; i < n; i++) data[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(rawBytes.Slice(8 * i, 8));
                 }
                 else
                 {
                     CheckCount(t.DoubleData.Count, "double_data");
+                    data = new float[n];
                     for (int i = 0; i < n; i++) data[i] = (float)t.DoubleData[i];
                 }
                 break;
             case OnnxInt64:
                 dtype = "I64"; // not floating: no data, as LoadedTensor's contract says
-                if (raw) CheckRaw(8);
+                if (raw) CheckRaw(rawBytes, 8);
                 else CheckCount(t.Int64Data.Count, "int64_data");
                 break;
             default:
                 throw new WeightsException($"{what} has ONNX data type {t.DataType}, not one of FLOAT (1), FLOAT16 (10), BFLOAT16 (16), DOUBLE (11), INT64 (7)");
         }
-        return new LoadedTensor(key ?? t.Name, shape, dtype, data);
+        var result = new LoadedTensor(pt.Name, shape, dtype, data);
+        if (dtype != "I64")
+        {
+            // The float32 copy is kept; the parsed bytes go, so that a file's tensors are in memory about twice at most.
+            pt.Converted = result;
+            t.RawData = ByteString.Empty;
+            t.FloatData.Clear();
+            t.Int32Data.Clear();
+            t.DoubleData.Clear();
+        }
+        return result;
     }
 
     // ---------------------------------------------------------------- matching the graph to a model
@@ -599,17 +446,15 @@ public sealed class OnnxModelFile : IWeightSource
     {
         private readonly OnnxModelFile _file;
         private readonly PGraph _graph;
-        private readonly byte[] _bytes;
         private readonly string _origin;
         private readonly ModelInfo _model;
         private readonly Dictionary<string, PTensor> _constants = new(StringComparer.Ordinal);
         private readonly Dictionary<string, int[]> _expected = new(StringComparer.Ordinal);
 
-        public Matcher(OnnxModelFile file, PGraph graph, byte[] bytes, string origin, ModelInfo model)
+        public Matcher(OnnxModelFile file, PGraph graph, string origin, ModelInfo model)
         {
             _file = file;
             _graph = graph;
-            _bytes = bytes;
             _origin = origin;
             _model = model;
         }
@@ -757,7 +602,7 @@ public sealed class OnnxModelFile : IWeightSource
             foreach (string input in n.Inputs)
             {
                 if (!_constants.TryGetValue(input, out PTensor? t)) continue;
-                LoadedTensor v = Convert(t, _bytes, _origin);
+                LoadedTensor v = Convert(t, _origin);
                 if (v.Data.Length != 1)
                     throw Fail($"node {n.Label} in a decomposed LocalResponseNorm ({group.Name}) has a constant of shape [{string.Join(", ", v.Shape)}], not a scalar");
                 return v.Data[0];
@@ -851,7 +696,7 @@ public sealed class OnnxModelFile : IWeightSource
 
         private LoadedTensor Tensor(PTensor t, PNode n)
         {
-            LoadedTensor lt = Convert(t, _bytes, _origin);
+            LoadedTensor lt = Convert(t, _origin);
             if (lt.DType == "I64")
                 throw Fail($"node {n.Label}: tensor \"{t.Name}\" is INT64, not floating point");
             return lt;
