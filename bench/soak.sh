@@ -6,8 +6,9 @@
 #   bash bench/soak.sh 2000 50         # a short one
 # Environment: ALEXNET_CLI (the alexnet binary or alexnet.dll to run; default the Release JIT build, built here),
 # SOAK_OUT (output folder; default bench/results/hardening), SOAK_THREADS (threads per process; default 1, as the
-# two processes share the machine), SOAK_NICE (nice level; default 15). Each writes soak-MODE.csv as it goes (a run
-# stopped early keeps its samples), soak-MODE.png, and soak-MODE.log with the summary.
+# two processes share the machine), SOAK_NICE (nice level; default 15), SOAK_EXTRA (more soak options for both, e.g.
+# --collect). Each writes soak-MODE.csv as it goes, soak-MODE.png, and soak-MODE.log with the summary; a run stopped
+# early keeps its samples: `alexnet soak ... --replot` (the same options) draws its plot and summary.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -27,11 +28,11 @@ run=("$cli")
 case "$cli" in *.dll) run=(dotnet "$cli") ;; esac
 
 nice -n "$niceness" "${run[@]}" soak --model alexnet-torchvision --mode forward --iterations "$forward" --batch 1 \
-    --threads "$threads" --every $((forward >= 200 ? forward / 200 : 1)) --csv "$out/soak-forward.csv" > "$out/soak-forward.log" 2>&1 &
+    --threads "$threads" --every $((forward >= 200 ? forward / 200 : 1)) --csv "$out/soak-forward.csv" ${SOAK_EXTRA:-} > "$out/soak-forward.log" 2>&1 &
 fpid=$!
 nice -n "$niceness" "${run[@]}" soak --model alexnet-fmnist --mode train --iterations "$steps" --batch 128 --data fashion-mnist \
     --threads "$threads" --every $((steps >= 200 ? steps / 200 : 1)) --checkpoint "$out/.soak-checkpoint.safetensors" --checkpoint-every 500 \
-    --csv "$out/soak-train.csv" > "$out/soak-train.log" 2>&1 &
+    --csv "$out/soak-train.csv" ${SOAK_EXTRA:-} > "$out/soak-train.log" 2>&1 &
 tpid=$!
 status=0
 wait "$fpid" || status=$?

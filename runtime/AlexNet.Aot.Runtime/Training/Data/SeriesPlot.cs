@@ -96,7 +96,7 @@ internal static class SeriesPlot
             float px = X(v);
             canvas.DrawLine(px, area.Top, px, area.Bottom, grid);
             canvas.DrawLine(px, area.Bottom, px, area.Bottom + 5, axis);
-            string label = thousands
+            string label = thousands && v != 0
                 ? (v / 1000).ToString("0.#", CultureInfo.InvariantCulture) + "K"
                 : v.ToString("0.##", CultureInfo.InvariantCulture);
             PixelFont.Draw(canvas, label, px, area.Bottom + 10, TextScale, text, PixelFont.Align.Center);
