@@ -75,13 +75,12 @@ internal static class ClassifyCommand
             ? model.Create(weights, maxBatch)
             : new Trainer(info, weights, new TrainerOptions { MaxBatch = maxBatch }))
         {
-            int runnerMaxBatch = runner is Network n ? n.MaxBatch : ((Trainer)runner).MaxBatch;
             var pending = new List<(int Index, float[] Data, int Crops)>();
             int pendingCrops = 0;
             for (int i = 0; i <= paths.Count; i++)
             {
                 (float[] Data, int Crops) next = i < paths.Count ? ReadInput(paths[i], info, mode, tenCrop) : (Array.Empty<float>(), 0);
-                if (pending.Count > 0 && (i == paths.Count || pendingCrops + next.Crops > runnerMaxBatch))
+                if (pending.Count > 0 && (i == paths.Count || pendingCrops + next.Crops > maxBatch))
                 {
                     Run(runner, info, pending, pendingCrops, probabilities);
                     pending.Clear();

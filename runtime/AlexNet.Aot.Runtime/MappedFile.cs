@@ -9,8 +9,9 @@ namespace AlexNet.Aot;
 
 /// <summary>
 /// A whole file mapped read-only into memory, kept mapped for as long as any <see cref="Memory{T}"/> made from it is
-/// reachable: each <see cref="FloatRange"/> holds a reference to this object, which holds the view; when the last one
-/// is collected the view's own safe handle unmaps it. Nothing ever writes through the view.
+/// reachable: each <see cref="Range{T}"/> holds a reference to this object, which holds the view; when the last one
+/// is collected the view's own safe handle unmaps it. An owner that knows no range outlives its use (the ONNX reader,
+/// once it has parsed the file) unmaps it at once with <see cref="Dispose"/>. Nothing ever writes through the view.
 /// </summary>
 /// <remarks>
 /// The pages are the operating system's page cache: untouched pages cost nothing, and every process mapping the same
@@ -18,7 +19,7 @@ namespace AlexNet.Aot;
 /// a file truncated in place by another program while it is mapped makes reads of the lost pages fault, which is
 /// why mapping can be turned off (<see cref="SafeTensorsFile.Load(string, bool)"/>, <c>ALEXNET_MMAP=0</c>).
 /// </remarks>
-internal sealed unsafe class MappedFile
+internal sealed unsafe class MappedFile : IDisposable
 {
     private readonly MemoryMappedViewAccessor _view;
     private readonly byte* _base;
@@ -45,6 +46,16 @@ internal sealed unsafe class MappedFile
         return new MappedFile(file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read), length);
     }
 
+    /// <summary>Unmaps the file now; every span and memory made from it becomes invalid.</summary>
+    public void Dispose() => _view.Dispose();
+
+    /// <summary>The bytes at [<paramref name="offset"/>, +<paramref name="length"/>) as memory that keeps the mapping alive.</summary>
+    public ReadOnlyMemory<byte> ByteMemory(long offset, int length)
+    {
+        Bytes(offset, length); // bounds
+        return new Range<byte>(this, _base + offset, length).Memory;
+    }
+
     /// <summary>The bytes at [<paramref name="offset"/>, +<paramref name="length"/>).</summary>
     public ReadOnlySpan<byte> Bytes(long offset, int length)
     {
@@ -60,24 +71,24 @@ internal sealed unsafe class MappedFile
     {
         if (offset % sizeof(float) != 0 || (ulong)offset > (ulong)Length || (ulong)count * sizeof(float) > (ulong)(Length - offset))
             throw new ArgumentOutOfRangeException(nameof(offset));
-        return new FloatRange(this, (float*)(_base + offset), count).Memory;
+        return new Range<float>(this, (float*)(_base + offset), count).Memory;
     }
 
     /// <summary>A range of the mapping as a <see cref="MemoryManager{T}"/>: the mapping is pinned by nature, so pinning is free.</summary>
-    private sealed class FloatRange : MemoryManager<float>
+    private sealed class Range<T> : MemoryManager<T> where T : unmanaged
     {
         private readonly MappedFile _owner; // keeps the view mapped
-        private readonly float* _pointer;
+        private readonly T* _pointer;
         private readonly int _count;
 
-        public FloatRange(MappedFile owner, float* pointer, int count)
+        public Range(MappedFile owner, T* pointer, int count)
         {
             _owner = owner;
             _pointer = pointer;
             _count = count;
         }
 
-        public override Span<float> GetSpan() => new(_pointer, _count);
+        public override Span<T> GetSpan() => new(_pointer, _count);
 
         public override MemoryHandle Pin(int elementIndex = 0)
         {
@@ -89,6 +100,6 @@ internal sealed unsafe class MappedFile
 
         protected override void Dispose(bool disposing) { }
 
-        public override string ToString() => $"{_count} float32 values mapped from a file of {_owner.Length} bytes";
+        public override string ToString() => $"{_count} {typeof(T).Name} values mapped from a file of {_owner.Length} bytes";
     }
 }

@@ -36,25 +36,8 @@ public sealed class WeightBinder
     /// for an optional parameter that is absent, null.</summary>
     public float[]? Take(ParameterInfo parameter)
     {
-        if (!_source.TryGet(parameter.Key, out LoadedTensor t))
-        {
-            if (!parameter.Optional)
-                _problems.Add($"missing {parameter.Key}: expected shape {parameter.ShapeText}");
-            return parameter.Optional ? null : Array.Empty<float>();
-        }
-        _used.Add(parameter.Key);
-        if (!SameShape(t.Shape, parameter.Shape))
-        {
-            _problems.Add($"{parameter.Key}: expected shape {parameter.ShapeText}, found [{string.Join(", ", t.Shape)}]");
-            return Array.Empty<float>();
-        }
-        if (parameter.Optional)
-            return t.Data; // e.g. num_batches_tracked (int64): not used for inference
-        if (t.Values.Length != parameter.Count)
-        {
-            _problems.Add($"{parameter.Key}: dtype {t.DType} is not a floating-point type");
-            return Array.Empty<float>();
-        }
+        if (Find(parameter) is not LoadedTensor t)
+            return parameter.Optional && !_source.TryGet(parameter.Key, out _) ? null : Array.Empty<float>();
         return t.Data;
     }
 
@@ -63,25 +46,30 @@ public sealed class WeightBinder
     /// copy; empty (and a recorded problem) when the tensor is missing, mis-shaped or not floating-point.
     /// For required parameters only: weights that are packed or used as they are.
     /// </summary>
-    public ReadOnlyMemory<float> TakeValues(ParameterInfo parameter)
+    public ReadOnlyMemory<float> TakeValues(ParameterInfo parameter) => Find(parameter)?.Values ?? ReadOnlyMemory<float>.Empty;
+
+    /// <summary>The tensor bound to <paramref name="parameter"/>, or null with the problem recorded (an optional parameter
+    /// may be absent, or of any dtype, without one).</summary>
+    private LoadedTensor? Find(ParameterInfo parameter)
     {
         if (!_source.TryGet(parameter.Key, out LoadedTensor t))
         {
-            _problems.Add($"missing {parameter.Key}: expected shape {parameter.ShapeText}");
-            return ReadOnlyMemory<float>.Empty;
+            if (!parameter.Optional)
+                _problems.Add($"missing {parameter.Key}: expected shape {parameter.ShapeText}");
+            return null;
         }
         _used.Add(parameter.Key);
         if (!SameShape(t.Shape, parameter.Shape))
         {
             _problems.Add($"{parameter.Key}: expected shape {parameter.ShapeText}, found [{string.Join(", ", t.Shape)}]");
-            return ReadOnlyMemory<float>.Empty;
+            return null;
         }
-        if (t.Values.Length != parameter.Count)
+        if (!parameter.Optional && t.Values.Length != parameter.Count) // e.g. num_batches_tracked (int64) is optional
         {
             _problems.Add($"{parameter.Key}: dtype {t.DType} is not a floating-point type");
-            return ReadOnlyMemory<float>.Empty;
+            return null;
         }
-        return t.Values;
+        return t;
     }
 
     /// <summary>Throws a <see cref="WeightsException"/> listing every problem, and the keys found that the model does not use.</summary>

@@ -4,7 +4,6 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
-using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Text;
 using Google.Protobuf;
@@ -90,10 +89,9 @@ public sealed class OnnxModelFile : IWeightSource
                 throw new WeightsException($"{path}: {length} bytes is more than an ONNX protobuf file can hold (2 GiB); external data is not supported");
             if (MappedFile.Enabled)
             {
-                using MemoryMappedFile map = MemoryMappedFile.CreateFromFile(fs, null, length, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
-                using MemoryMappedViewAccessor view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
-                using var bytes = new ViewBytes(view, (int)length);
-                proto = ParseProto(new ReadOnlySequence<byte>(bytes.Memory), path);
+                // The parser copies what it keeps, so the mapping is dropped as soon as the parse is done.
+                using MappedFile map = MappedFile.Map(fs.SafeFileHandle, length);
+                proto = ParseProto(new ReadOnlySequence<byte>(map.ByteMemory(0, (int)length)), path);
             }
             else
             {
@@ -137,36 +135,6 @@ public sealed class OnnxModelFile : IWeightSource
             // Defence in depth: the parser reports malformed input as InvalidProtocolBufferException.
             throw new WeightsException($"{origin}: malformed ONNX file: {e.Message}", e);
         }
-    }
-
-    /// <summary>A mapped view's bytes as a <see cref="Memory{T}"/> for the parser, valid while the view is open
-    /// (the parser copies what it keeps).</summary>
-    private sealed unsafe class ViewBytes : MemoryManager<byte>
-    {
-        private readonly MemoryMappedViewAccessor _view;
-        private readonly byte* _pointer;
-        private readonly int _length;
-
-        public ViewBytes(MemoryMappedViewAccessor view, int length)
-        {
-            _view = view;
-            _length = length;
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            _pointer = p + view.PointerOffset;
-        }
-
-        public override Span<byte> GetSpan() => new(_pointer, _length);
-
-        public override MemoryHandle Pin(int elementIndex = 0)
-        {
-            if ((uint)elementIndex > (uint)_length) throw new ArgumentOutOfRangeException(nameof(elementIndex));
-            return new MemoryHandle(_pointer + elementIndex, default, this);
-        }
-
-        public override void Unpin() { }
-
-        protected override void Dispose(bool disposing) => _view.SafeMemoryMappedViewHandle.ReleasePointer();
     }
 
     private static OnnxModelFile FromProto(ModelProto proto, string origin, ModelInfo? model)
