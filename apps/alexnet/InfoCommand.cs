@@ -89,7 +89,7 @@ internal static class InfoCommand
         sb.Append($"{"LAYER",-8} {"KIND",-6} {"OUTPUT",-12} {"MULTIPLY-ADDS",15}  OPERATIONS\n");
         foreach (LayerInfo l in m.Layers)
         {
-            sb.Append($"{l.Name,-8} {l.Kind,-6} {ModelCommon.ShapeText(l.OutputShape),-12} {ModelCommon.Count(l.MultiplyAdds),15}  {string.Join(", ", l.Operations)}\n");
+            sb.Append($"{l.Name,-8} {l.Kind,-6} {ModelCommon.ShapeText(l.OutputShape),-12} {ModelCommon.Count(l.MultiplyAdds),15}  {string.Join(", ", l.Operations)}{(l.Winograd ? " [Winograd]" : "")}\n");
             foreach (ParameterInfo p in l.Parameters)
                 sb.Append("         ").Append(p.Key).Append(' ').Append(p.ShapeText).Append(p.Optional ? " (optional)" : "").Append('\n');
         }
@@ -138,6 +138,7 @@ internal static class InfoCommand
                         w.WriteEndArray();
                         WriteInts(w, "output", l.OutputShape);
                         w.WriteNumber("multiplyAdds", l.MultiplyAdds);
+                        if (l.Kind == "conv") w.WriteString("algorithm", l.Winograd ? "winograd" : "direct");
                         w.WriteNumber("parameterCount", l.ParameterCount);
                         w.WriteNumber("specLine", l.SpecLine);
                         w.WriteStartArray("parameters");

@@ -110,6 +110,12 @@ public sealed record LayerInfo(
     /// <summary>The line's operations with their arguments resolved, in order (the conv or dense first).</summary>
     public OperationInfo[] Ops { get; init; } = Array.Empty<OperationInfo>();
 
+    /// <summary>
+    /// Whether the generator emitted a Winograd F(4x4, 3x3) product for this convolution, which a session uses unless
+    /// <see cref="NetworkOptions.Convolutions"/> is <see cref="ConvolutionAlgorithm.Direct"/>.
+    /// </summary>
+    public bool Winograd { get; init; }
+
     /// <summary>The number of trainable parameters (running statistics excluded).</summary>
     public long ParameterCount
     {

@@ -51,6 +51,9 @@ public abstract unsafe class Network : IDisposable, IParallelBody
     /// <summary>The options this session was made with.</summary>
     public NetworkOptions Options { get; }
 
+    /// <summary>Whether the layers the generator chose for Winograd use it (<see cref="NetworkOptions.Convolutions"/>).</summary>
+    protected bool Winograd => Options.Convolutions != ConvolutionAlgorithm.Direct;
+
     /// <summary>The largest batch this session accepts.</summary>
     public int MaxBatch { get; }
 

@@ -15,6 +15,20 @@ public enum WeightPrecision
     BFloat16,
 }
 
+/// <summary>How the convolutions are computed.</summary>
+public enum ConvolutionAlgorithm
+{
+    /// <summary>
+    /// What the generator chose per layer: Winograd F(4x4, 3x3) for the 3x3 stride-1 layers whose output tiles fill the
+    /// vector lanes (AlexNet's conv3 to conv5 at 13x13), the direct product (im2col panels and a register-tiled GEMM)
+    /// for the rest. Winograd rounds differently from the direct sum: the logits differ by a few 1e-6 of their scale.
+    /// </summary>
+    Auto,
+
+    /// <summary>The direct product for every convolution (the reference the Winograd layers are tested against).</summary>
+    Direct,
+}
+
 /// <summary>Settings of a session: its largest batch, its threads and the dense layers' weight precision.</summary>
 public sealed record NetworkOptions
 {
@@ -26,6 +40,9 @@ public sealed record NetworkOptions
 
     /// <summary>How the dense layers store their weights.</summary>
     public WeightPrecision DenseWeights { get; init; } = WeightPrecision.Float32;
+
+    /// <summary>How the convolutions are computed (<see cref="ConvolutionAlgorithm.Auto"/>: Winograd where the generator chose it).</summary>
+    public ConvolutionAlgorithm Convolutions { get; init; } = ConvolutionAlgorithm.Auto;
 
     /// <summary>
     /// Whether <see cref="Network.Forward"/> refuses an input holding NaN or an infinity with an

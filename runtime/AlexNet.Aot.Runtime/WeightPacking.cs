@@ -33,6 +33,66 @@ public static class WeightPacking
     }
 
     /// <summary>
+    /// Transforms [groups*m, cin, k, k] convolution weights (k = 3 or 5) for Winograd F(4x4, 3x3) or F(2x2, 5x5) on
+    /// 6x6 tiles, U = G g Gᵀ (6x6 per output and input channel, computed in double), and packs them into row panels of
+    /// <paramref name="mr"/> output channels: for each group, for each panel, for each of the 36 tile elements,
+    /// <paramref name="cin"/> columns of mr values (rows past m are zero). The generated product reads one panel column
+    /// (mr values) per input channel.
+    /// </summary>
+    /// <remarks>
+    /// G's rows belong to the points 0, 1, -1, 2, -2 and ∞: row p is (1, p, p², ...) / Π(p - q) over the other finite
+    /// points q, and the last row picks the highest coefficient. For 3x3: [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+    /// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] (Lavin and Gray, 2016).
+    /// </remarks>
+    public static float[] PackWinograd(ReadOnlySpan<float> w, int groups, int m, int cin, int kernel, int mr)
+    {
+        if (kernel != 3 && kernel != 5) throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "Winograd weights are 3x3 or 5x5.");
+        ReadOnlySpan<double> points = [0, 1, -1, 2, -2];
+        Span<double> G = stackalloc double[6 * kernel];
+        for (int a = 0; a < 5; a++)
+        {
+            double denominator = 1;
+            for (int q = 0; q < 5; q++) if (q != a) denominator *= points[a] - points[q];
+            double power = 1;
+            for (int j = 0; j < kernel; j++, power *= points[a]) G[a * kernel + j] = power / denominator;
+        }
+        for (int j = 0; j < kernel; j++) G[5 * kernel + j] = j == kernel - 1 ? 1 : 0;
+
+        int kk = kernel * kernel;
+        int panels = (m + mr - 1) / mr;
+        var packed = new float[checked(groups * panels * 36 * cin * mr)];
+        Span<double> gg = stackalloc double[6 * kernel];
+        for (int g = 0; g < groups; g++)
+        {
+            for (int row = 0; row < m; row++)
+            {
+                int p = row / mr, r = row - p * mr;
+                int panel = (g * panels + p) * 36 * cin * mr;
+                for (int c = 0; c < cin; c++)
+                {
+                    ReadOnlySpan<float> k = w.Slice(((g * m + row) * cin + c) * kk, kk);
+                    // gg = G k (6 x kernel), then U = gg Gᵀ (6x6)
+                    for (int a = 0; a < 6; a++)
+                        for (int j = 0; j < kernel; j++)
+                        {
+                            double sum = 0;
+                            for (int i = 0; i < kernel; i++) sum += G[a * kernel + i] * k[i * kernel + j];
+                            gg[a * kernel + j] = sum;
+                        }
+                    for (int a = 0; a < 6; a++)
+                        for (int b = 0; b < 6; b++)
+                        {
+                            double u = 0;
+                            for (int j = 0; j < kernel; j++) u += gg[a * kernel + j] * G[b * kernel + j];
+                            packed[panel + ((a * 6 + b) * cin + c) * mr + r] = (float)u;
+                        }
+                }
+            }
+        }
+        return packed;
+    }
+
+    /// <summary>
     /// Folds inference-mode batch normalization into the preceding convolution:
     /// w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * gamma / sqrt(var + eps) + beta.
     /// </summary>

@@ -137,7 +137,9 @@ public sealed class PlannerTests
     /// <summary>The column-panel scratch of a conv layer: one K x NR panel of the widest ISA, as the plan records it.</summary>
     private static long ScratchFloats(LayerPlan l)
     {
-        Assert.Equal((long)l.GemmK * Planner.MaxPanelColumns, l.ScratchFloats);
+        long panel = (long)l.GemmK * Planner.MaxPanelColumns;
+        // A Winograd layer's scratch also holds one row panel's 36 products and its output tiles.
+        Assert.Equal(l.Winograd ? Math.Max(panel, (36L * Planner.WinogradMaxRows + 16) * l.TileColumns) : panel, l.ScratchFloats);
         return l.ScratchFloats;
     }
 
@@ -157,6 +159,8 @@ public sealed class PlannerTests
                 StepPlan s = l.Steps[i];
                 if (s.Kind == StepKind.Conv)
                     buffers.Add(new Buffer($"{l.Spec.Name} scratch", Region.Worker, l.ScratchOffset, ScratchFloats(l), step, step));
+                if (s.Kind == StepKind.Conv && l.Winograd)
+                    buffers.Add(new Buffer($"{l.Spec.Name} Winograd transform", Region.Worker, l.TransformOffset, 36L * l.InC * l.TileColumns, step, step));
                 if (s.In == s.Out && s.In.Region != Region.Input) continue; // in place
                 if (current is { } c)
                 {
@@ -214,6 +218,7 @@ public sealed class PlannerTests
         {
             StepPlan c = l.Steps[0];
             var parts = new List<(string, Slot, long)> { ("scratch", new Slot(Region.Worker, l.ScratchOffset), ScratchFloats(l)), ("output", c.Out, c.OutSize) };
+            if (l.Winograd) parts.Add(("Winograd transform", new Slot(Region.Worker, l.TransformOffset), 36L * l.InC * l.TileColumns));
             if (c.In.Region != Region.Input) parts.Add(("input", c.In, c.InSize));
             for (int i = 0; i < parts.Count; i++)
             for (int j = i + 1; j < parts.Count; j++)

@@ -149,6 +149,7 @@ internal static class Emitter
             foreach (string op in OperationInfos(l)) w.Line(op + ",");
             w.Dedent();
             w.Line("},");
+            if (l.Winograd) w.Line("Winograd = true,");
             w.Dedent();
             w.Line("},");
             w.Dedent();
@@ -250,7 +251,9 @@ internal static class Emitter
                     string pre = bn.CheckpointPrefix;
                     w.Line($"global::AlexNet.Aot.WeightPacking.FoldBatchNorm({l.Spec.Name}W, {l.Spec.Name}B, {BnLocal(l, pre, "weight")}, {BnLocal(l, pre, "bias")}, {BnLocal(l, pre, "running_mean")}, {BnLocal(l, pre, "running_var")}, {F(bn.Eps)});");
                 }
-                if (l.IsConv)
+                if (l.IsConv && l.Winograd)
+                    w.Line($"{Field(l, "Weights")} = Winograd ? {l.ClassName}.PackWinogradWeights({l.Spec.Name}W{(l.FoldedBatchNorm is null ? ".Span" : "")}) : {l.ClassName}.PackWeights({l.Spec.Name}W{(l.FoldedBatchNorm is null ? ".Span" : "")});");
+                else if (l.IsConv)
                     w.Line($"{Field(l, "Weights")} = {l.ClassName}.PackWeights({l.Spec.Name}W{(l.FoldedBatchNorm is null ? ".Span" : "")});");
                 else
                 {
@@ -314,9 +317,10 @@ internal static class Emitter
                             foreach (LayerPlan l in plan.Layers)
                             {
                                 if (!l.IsConv) continue;
+                                string wino = l.Winograd ? ", Winograd" : "";
                                 w.Line(mode == 0
-                                    ? $"{l.ClassName}.Forward(ref own, ref own, ref image, ref features, {Args(l)}, 0, 1, null);"
-                                    : $"{l.ClassName}.Forward(ref arena, ref own, ref image, ref features, {Args(l)}, worker, workers, team);");
+                                    ? $"{l.ClassName}.Forward(ref own, ref own, ref image, ref features, {Args(l)}, 0, 1, null{wino});"
+                                    : $"{l.ClassName}.Forward(ref arena, ref own, ref image, ref features, {Args(l)}, worker, workers, team{wino});");
                                 w.Line($"if (profile) t0 = Tick(ticks, {I(l.Index)}, t0);");
                             }
                         }

@@ -145,7 +145,8 @@ internal static class LayerEmitter
     private static void EmitConv(SourceWriter w, ModelPlan model, LayerPlan L)
     {
         LayerSpec s = L.Spec;
-        Summary(w,
+        var summary = new List<string>
+        {
             $"Layer {X(s.Name)} (spec line {s.Position.Line + 1}): <c>{X(s.Text)}</c>.",
             $"Input {Shape(L.InC, L.InH, L.InW)}, convolution output {Shape(L.OutC, L.OutH, L.OutW)}, line output {Shape(L.FinalC, L.FinalH, L.FinalW)}; {I(L.MultiplyAdds)} multiply-adds per image.",
             $"Convolution as a GEMM per group ({I(L.Groups)}): M = {I(L.CoutG)} output channels, K = {I(L.GemmK)} = {I(L.CinG)}x{I(s.KernelH)}x{I(s.KernelW)}, N = {I(L.GemmN)} output pixels.",
@@ -155,7 +156,21 @@ internal static class LayerEmitter
             "is in registers; batch norm right after the convolution is folded into the weights at load.",
             "ISA ladder (MR x NR): AVX-512 8 x 32, AVX2 6 x 16, NEON/SSE Vector128 4 x 8, portable scalar 4 x 4.",
             "Threads: column panels are split into <c>parts</c> (each worker gathers its own), channels for the steps after, with a",
-            "barrier between steps; a batch of at least as many images as threads instead gives each thread whole images.");
+            "barrier between steps; a batch of at least as many images as threads instead gives each thread whole images.",
+        };
+        if (L.Winograd)
+        {
+            summary.AddRange(new[]
+            {
+                $"Winograd {L.WinogradName} (<c>Forward(..., winograd: true)</c>, what a session uses unless told otherwise): the {Shape(L.OutC, L.OutH, L.OutW)}",
+                $"output is covered by {I(L.TilesH)}x{I(L.TilesW)} tiles of {I(L.WinogradTile)}x{I(L.WinogradTile)} outputs, each from a 6x6 input tile, so a tile costs 36 multiply-adds per",
+                $"channel pair instead of {I(L.WinogradTile * L.WinogradTile * s.KernelH * s.KernelW)}: {I(36L * L.TilesH * L.TilesW)} per channel pair against {I((long)s.KernelH * s.KernelW * L.OutH * L.OutW)} direct ({((double)s.KernelH * s.KernelW * L.OutH * L.OutW / (36.0 * L.TilesH * L.TilesW)).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)}x fewer, the partial edge tiles counted).",
+                $"Why here: the layer is {I(s.KernelH)}x{I(s.KernelW)} at stride 1 and its tiles fill the vector lanes; the transforms cost a few percent of the",
+                "products. The weights are transformed once, at load (<c>PackWinogradWeights</c>). Threads: input channels for the input",
+                "transform, then a barrier, then row panels of output channels for the products and the output transform.",
+            });
+        }
+        Summary(w, summary.ToArray());
         using (w.Block($"public static class {L.ClassName}"))
         {
             w.Line($"public const int InC = {I(L.InC)}, InH = {I(L.InH)}, InW = {I(L.InW)};");
@@ -171,12 +186,16 @@ internal static class LayerEmitter
             w.Line("/// <summary>Packs [OutC, CinG, KH, KW] weights into the panels of the path in use; once, at load.</summary>");
             w.Line("public static float[] PackWeights(global::System.ReadOnlySpan<float> weights) => global::AlexNet.Aot.WeightPacking.PackRowPanels(weights, Groups, CoutG, K, PanelRows);");
             w.Line();
+            if (L.Winograd) WinogradEmitter.EmitMembers(w, L);
             Summary(w,
                 "Runs the line for one image, this worker's share (<paramref name=\"part\"/> of <paramref name=\"parts\"/>).",
                 "<paramref name=\"arena\"/> holds the image's activations (shared by the team when it splits one image);",
                 "<paramref name=\"own\"/> is this worker's own region, for its column panel. <paramref name=\"features\"/> is this",
-                "image's row of the dense input when the line is the last convolution.");
-            using (w.Block($"public static void Forward(ref float arena, ref float own, ref float input, ref float features, {ParamList(L)}, int part, int parts, global::AlexNet.Aot.ThreadTeam? team)"))
+                "image's row of the dense input when the line is the last convolution." + (L.Winograd
+                    ? " <paramref name=\"winograd\"/> picks the Winograd product, for weights packed by <see cref=\"PackWinogradWeights\"/>;"
+                    : ""),
+                L.Winograd ? "otherwise the direct product, for weights packed by <see cref=\"PackWeights\"/>." : "The weights are packed by <see cref=\"PackWeights\"/>.");
+            using (w.Block($"public static void Forward(ref float arena, ref float own, ref float input, ref float features, {ParamList(L)}, int part, int parts, global::AlexNet.Aot.ThreadTeam? team{(L.Winograd ? ", bool winograd = false" : "")})"))
             {
                 w.Line("ref float w = ref MemoryMarshal.GetArrayDataReference(weights);");
                 w.Line("ref float b = ref MemoryMarshal.GetArrayDataReference(bias);");
@@ -184,13 +203,22 @@ internal static class LayerEmitter
                 w.Line("if (parts > 1) team!.Barrier(); // the line before has finished with the shared buffers");
                 StepPlan c = L.Steps[0];
                 w.Line("// " + StepComment(L, c, 0));
-                Ladder(w, isa => $"Conv{isa.Suffix}(ref {Ref(c.In)}, ref panel, ref w, ref b, ref {Ref(c.Out)}, part, parts);");
+                if (L.Winograd)
+                {
+                    using (w.Block("if (winograd)")) WinogradEmitter.EmitCall(w, Ref(c.In), Ref(c.Out));
+                    using (w.Block("else")) Ladder(w, isa => $"Conv{isa.Suffix}(ref {Ref(c.In)}, ref panel, ref w, ref b, ref {Ref(c.Out)}, part, parts);");
+                }
+                else
+                {
+                    Ladder(w, isa => $"Conv{isa.Suffix}(ref {Ref(c.In)}, ref panel, ref w, ref b, ref {Ref(c.Out)}, part, parts);");
+                }
                 EmitSteps(w, L, 1);
             }
             var panelWidths = new SortedSet<int>();
             foreach (IsaPath isa in IsaPath.Ladder) panelWidths.Add(isa.PanelColumns);
             foreach (int nr in panelWidths) { w.Line(); EmitGather(w, L, nr); }
             foreach (IsaPath isa in IsaPath.Ladder) { w.Line(); EmitConvGemm(w, L, isa); }
+            if (L.Winograd) WinogradEmitter.EmitKernels(w, L);
             EmitStepKernels(w, L);
         }
     }

@@ -53,11 +53,19 @@ internal sealed record LayerPlan(
     long MultiplyAdds,
     int ScratchOffset,
     int ScratchFloats,
-    int FinalC, int FinalH, int FinalW)
+    int FinalC, int FinalH, int FinalW,
+    bool Winograd, int TransformOffset, int TileColumns)
 {
     public bool IsConv => Spec.Kind == LayerKind.Conv;
     public StepPlan Main => Steps[0];
     public int FinalSize => FinalC * FinalH * FinalW;
+    /// <summary>The Winograd output tile: 4 (F(4x4, 3x3)) or 2 (F(2x2, 5x5)).</summary>
+    public int WinogradTile => 7 - Spec.KernelW;
+    /// <summary>Winograd output tiles per row and per column.</summary>
+    public int TilesW => (OutW + WinogradTile - 1) / WinogradTile;
+    public int TilesH => (OutH + WinogradTile - 1) / WinogradTile;
+    /// <summary>The Winograd form's name: F(4x4, 3x3) or F(2x2, 5x5).</summary>
+    public string WinogradName => $"F({WinogradTile}x{WinogradTile}, {Spec.KernelH}x{Spec.KernelW})";
 }
 
 /// <summary>

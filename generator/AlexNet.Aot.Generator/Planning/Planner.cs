@@ -16,6 +16,43 @@ internal static class Planner
     /// <summary>Alignment of every worker buffer, in floats (one cache line).</summary>
     public const int Align = 16;
 
+    /// <summary>Winograd tile columns are padded to a multiple of this (the widest column panel of any ISA path).</summary>
+    public const int WinogradColumnAlign = 16;
+
+    /// <summary>The most output channels a Winograd row panel holds on any ISA path (AVX-512: 16).</summary>
+    public const int WinogradMaxRows = 16;
+
+    /// <summary>
+    /// Whether a convolution runs as Winograd on 6x6 input tiles: F(4x4, 3x3) for a 3x3 kernel, F(2x2, 5x5) for a 5x5 one,
+    /// both at stride 1; and only where that takes fewer multiply-adds than the direct product even with the tile count
+    /// rounded up to a whole AVX-512 vector: 36 per tile (tiles padded to 16) against k*k per output pixel, with a margin
+    /// of 0.6 for the transforms. AlexNet's 13x13 3x3 layers (16 tiles: 576 against 1521 per channel pair) and its 27x27
+    /// 5x5 conv2 (196 tiles: 7488 against 18225) qualify; the 6x6 3x3 layers of the Fashion-MNIST models (4 tiles) do not.
+    /// A layer also needs at least <see cref="WinogradMinChannels"/> input channels per group: the products run over them,
+    /// and with fewer the stores of the product tiles cost more than the multiply-adds saved (a first layer on 1 or 3
+    /// channels stays direct).
+    /// </summary>
+    internal static bool UsesWinograd(LayerSpec L, int inC, int outH, int outW)
+    {
+        if (L.Kind != LayerKind.Conv || L.KernelH != L.KernelW || (L.KernelH != 3 && L.KernelH != 5) || L.Stride != 1) return false;
+        if (inC / L.Groups < WinogradMinChannels) return false;
+        long tiles = WinogradTileColumns(WinogradTile(L.KernelH), outH, outW);
+        return 36 * tiles < 0.6 * L.KernelH * L.KernelW * outH * outW;
+    }
+
+    /// <summary>The fewest input channels per group a Winograd layer has.</summary>
+    public const int WinogradMinChannels = 8;
+
+    /// <summary>The output tile of the Winograd form for a k x k kernel on 6x6 input tiles: 4 for 3x3, 2 for 5x5.</summary>
+    internal static int WinogradTile(int kernel) => 7 - kernel;
+
+    /// <summary>m x m output tiles of an outH x outW output, rounded up to <see cref="WinogradColumnAlign"/>.</summary>
+    internal static int WinogradTileColumns(int m, int outH, int outW)
+    {
+        long t = (long)((outH + m - 1) / m) * ((outW + m - 1) / m);
+        return (int)Math.Min(RoundUp(t, WinogradColumnAlign), int.MaxValue / 64);
+    }
+
     private const long MaxFloats = int.MaxValue / 2;
 
     private sealed class Tensor
@@ -49,7 +86,7 @@ internal static class Planner
         var workerTensors = new List<Tensor>();
         var denseTensors = new List<Tensor>();
         var layerSteps = new List<List<Step>>();
-        var layerData = new List<(int InC, int InH, int InW, int OutC, int OutH, int OutW, bool Fuse, OpSpec? Bn, Tensor? Scratch, long Macs, List<ParamPlan> Params)>();
+        var layerData = new List<(int InC, int InH, int InW, int OutC, int OutH, int OutW, bool Fuse, OpSpec? Bn, Tensor? Scratch, Tensor? Transform, long Macs, List<ParamPlan> Params)>();
         var keys = new Dictionary<string, string>(StringComparer.Ordinal);
 
         int c = spec.InputC, h = spec.InputH, w = spec.InputW;
@@ -69,7 +106,7 @@ internal static class Planner
             bool isLast = li == spec.Layers.Count - 1;
             bool fuse = false;
             OpSpec? bn = null;
-            Tensor? scratch = null;
+            Tensor? scratch = null, transform = null;
             long macs;
             List<Tensor> region = L.Kind == LayerKind.Conv ? workerTensors : denseTensors;
 
@@ -95,7 +132,18 @@ internal static class Planner
                 long k = (long)(c / L.Groups) * L.KernelH * L.KernelW;
                 long outSize = (long)L.Out * oh * ow;
                 long scratchSize = k * MaxPanelColumns; // one column panel, gathered per (group, panel)
-                if (outSize > MaxFloats || scratchSize > MaxFloats)
+                bool winograd = UsesWinograd(L, c, oh, ow);
+                long transformSize = 0;
+                if (winograd)
+                {
+                    // Winograd: the transformed input [groups][36][cin/groups][tile columns] is shared by the team; each
+                    // worker's scratch holds one row panel's 36 products [36][rows][tile columns] (or, while transforming
+                    // the input, one channel's 6x6 input tiles) and its 4x4 outputs [16][tile columns].
+                    long tp = WinogradTileColumns(WinogradTile(L.KernelH), oh, ow);
+                    transformSize = 36L * c * tp;
+                    scratchSize = Math.Max(scratchSize, (36L * WinogradMaxRows + 16) * tp);
+                }
+                if (outSize > MaxFloats || scratchSize > MaxFloats || transformSize > MaxFloats)
                 {
                     Error(Diagnostics.TooLarge, L.Position, $"{L.Name}: {L.Out}x{oh}x{ow} output or its {scratchSize}-float column panel is too large for one arena");
                     break;
@@ -104,6 +152,7 @@ internal static class Planner
                 var o = NewTensor(workerTensors, Region.Worker, outSize, stepIndex);
                 scratch = NewTensor(workerTensors, Region.Worker, scratchSize, stepIndex);
                 scratch.LastUse = stepIndex;
+                if (winograd) transform = NewTensor(workerTensors, Region.Worker, transformSize, stepIndex);
                 Use(cur, stepIndex);
                 steps.Add(new Step { Kind = StepKind.Conv, Text = LayerHead(L), InC = c, InH = h, InW = w, OutC = L.Out, OutH = oh, OutW = ow, In = cur, Out = o });
                 stepIndex++;
@@ -226,7 +275,7 @@ internal static class Planner
                 cur.Def = -1;
             }
             layerSteps.Add(steps);
-            layerData.Add((inC, inH, inW, steps[0].OutC, steps[0].OutH, steps[0].OutW, fuse, bn, scratch, macs, ps));
+            layerData.Add((inC, inH, inW, steps[0].OutC, steps[0].OutH, steps[0].OutW, fuse, bn, scratch, transform, macs, ps));
         }
 
         if (diags.Count == 0 && spec.Layers[spec.Layers.Count - 1].Kind != LayerKind.Dense)
@@ -267,7 +316,8 @@ internal static class Planner
                 groups, L.Kind == LayerKind.Conv ? cinG : d.InC * d.InH * d.InW, d.OutC / groups,
                 L.Kind == LayerKind.Conv ? cinG * L.KernelH * L.KernelW : d.InC * d.InH * d.InW,
                 d.OutH * d.OutW, d.Fuse, d.Bn, steps.ToEquatable(), d.Params.ToEquatable(), d.Macs,
-                d.Scratch?.Offset ?? 0, (int)(d.Scratch?.Size ?? 0), lastStep.OutC, lastStep.OutH, lastStep.OutW));
+                d.Scratch?.Offset ?? 0, (int)(d.Scratch?.Size ?? 0), lastStep.OutC, lastStep.OutH, lastStep.OutW,
+                d.Transform is not null, d.Transform?.Offset ?? 0, d.Transform is null ? 0 : WinogradTileColumns(WinogradTile(L.KernelH), d.OutH, d.OutW)));
         }
         LayerSpec lastLayer = spec.Layers[spec.Layers.Count - 1];
         bool softmax = lastLayer.Ops.Count > 0 && lastLayer.Ops[lastLayer.Ops.Count - 1].Kind == OpKind.Softmax;
