@@ -21,6 +21,8 @@ internal static class WinogradEmitter
         w.Line($"/// <summary>Winograd {L.WinogradName}: the output tile's side, {I(m)}x{I(m)} output tiles per column and per row, tiles in all, tile columns");
         w.Line($"/// (padded to {I(Planner.WinogradColumnAlign)}), and where the transformed input [Groups][36][CinG][TileColumns] starts in the image's region.</summary>");
         w.Line($"public const int Tile = {I(m)}, TilesH = {I(L.TilesH)}, TilesW = {I(L.TilesW)}, Tiles = {I(L.TilesH * L.TilesW)}, TileColumns = {I(L.TileColumns)}, TransformOffset = {I(L.TransformOffset)};");
+        w.Line("/// <summary>Tile columns one product works on at once (their transformed input, 36 x CinG x TileBlock floats, stays in L2), and the blocks.</summary>");
+        w.Line($"public const int TileBlock = {I(L.TileBlock)}, TileBlocks = {I((L.TileColumns + L.TileBlock - 1) / L.TileBlock)};");
         w.Line();
         w.Line("/// <summary>Output channels per Winograd row panel on the path in use.</summary>");
         string ladder = "";
@@ -118,16 +120,17 @@ internal static class WinogradEmitter
     {
         w.Line("/// <summary>");
         int m = L.WinogradTile;
-        w.Line($"/// Writes one output channel's {I(m)}x{I(m)} tiles y[{I(m)}i + k][t] to its plane, at row {I(m)}ty + i and column {I(m)}tx + k, leaving out what");
-        w.Line($"/// falls past the {I(L.OutH)}x{I(L.OutW)} output. Interior tiles store their {I(m * m)} values unrolled.");
+        w.Line($"/// Writes one output channel's {I(m)}x{I(m)} tiles of block <paramref name=\"block\"/>, y[{I(m)}i + k][t - block·TileBlock], to its plane at row {I(m)}ty + i");
+        w.Line($"/// and column {I(m)}tx + k, leaving out what falls past the {I(L.OutH)}x{I(L.OutW)} output. Interior tiles store their {I(m * m)} values unrolled.");
         w.Line("/// </summary>");
-        using (w.Block("private static void WinogradScatter(ref float y, ref float plane)"))
+        using (w.Block("private static void WinogradScatter(ref float y, ref float plane, int block)"))
         {
-            using (w.Block("for (int t = 0; t < Tiles; t++)"))
+            w.Line("int first = block * TileBlock, end = first + TileBlock < Tiles ? first + TileBlock : Tiles;");
+            using (w.Block("for (int t = first; t < end; t++)"))
             {
                 w.Line("int ty = t / TilesW, tx = t - ty * TilesW;");
                 w.Line("int oy = ty * Tile, ox = tx * Tile;");
-                w.Line("ref float yt = ref Unsafe.Add(ref y, t);");
+                w.Line("ref float yt = ref Unsafe.Add(ref y, t - first);");
                 using (w.Block("if (oy + Tile <= OutH && ox + Tile <= OutW)"))
                 {
                     w.Line("ref float dst = ref Unsafe.Add(ref plane, oy * OutW + ox);");
@@ -135,14 +138,14 @@ internal static class WinogradEmitter
                     {
                         var parts = new System.Text.StringBuilder();
                         for (int k = 0; k < m; k++)
-                            parts.Append($"Unsafe.Add(ref dst, {I(i * L.OutW + k)}) = Unsafe.Add(ref yt, {I((i * m + k) * L.TileColumns)}); ");
+                            parts.Append($"Unsafe.Add(ref dst, {I(i * L.OutW + k)}) = Unsafe.Add(ref yt, {I((i * m + k) * L.TileBlock)}); ");
                         w.Line(parts.ToString().TrimEnd());
                     }
                     w.Line("continue;");
                 }
                 using (w.Block("for (int i = 0; i < Tile && oy + i < OutH; i++)"))
                     using (w.Block("for (int k = 0; k < Tile && ox + k < OutW; k++)"))
-                        w.Line("Unsafe.Add(ref plane, (oy + i) * OutW + ox + k) = Unsafe.Add(ref yt, (i * Tile + k) * TileColumns);");
+                        w.Line("Unsafe.Add(ref plane, (oy + i) * OutW + ox + k) = Unsafe.Add(ref yt, (i * Tile + k) * TileBlock);");
             }
         }
     }
@@ -244,32 +247,35 @@ internal static class WinogradEmitter
     {
         int mr = isa.WinogradRows, nr = isa.WinogradColumns;
         int mPanels = (L.CoutG + mr - 1) / mr;
-        int nPanels = L.TileColumns / nr;
+        int blocks = (L.TileColumns + L.TileBlock - 1) / L.TileBlock;
         string T = Type(isa);
         int cols = isa.IsScalar ? nr : isa.WinogradVectors;
         w.Line("/// <summary>");
-        w.Line($"/// The 36 products M[ξ] = U[ξ] V[ξ] on the {X(isa.Description)} path, then the output transform: for each row panel of {I(mr)} output");
-        w.Line($"/// channels in this worker's share ({I(L.Groups)} group(s) x {I(mPanels)} panels), register tiles of {I(mr)} channels x {I(nr)} tiles");
-        w.Line($"/// ({(isa.IsScalar ? I(mr * nr) + " scalar" : I(mr * cols) + " vector")} accumulators, {I(nPanels)} tile panel(s) per ξ) run over the {I(L.CinG)} input channels:");
-        w.Line($"/// {I(mr)} weight broadcasts and {I(mr * cols)} {(isa.IsScalar ? "multiply-adds" : "vector FMAs")} per channel. M goes to this worker's scratch [36][{I(mr)}][TileColumns]; each");
-        w.Line($"/// channel's tiles are then transformed (Aᵀ M A, bias{(L.FuseRelu ? ", ReLU" : "")}) and scattered into the output plane.");
+        w.Line($"/// The 36 products M[ξ] = U[ξ] V[ξ] on the {X(isa.Description)} path, then the output transform, for this worker's share of the");
+        w.Line($"/// {I(L.Groups * blocks * mPanels)} (group, tile block, row panel) units ({I(L.Groups)} x {I(blocks)} x {I(mPanels)}; row panels vary fastest, so a worker's tile block");
+        w.Line($"/// of V stays in its L2 while the weights stream by): register tiles of {I(mr)} output channels x {I(nr)} tiles");
+        w.Line($"/// ({(isa.IsScalar ? I(mr * nr) + " scalar" : I(mr * cols) + " vector")} accumulators) run over the {I(L.CinG)} input channels, {I(mr)} weight broadcasts and");
+        w.Line($"/// {I(mr * cols)} {(isa.IsScalar ? "multiply-adds" : "vector FMAs")} per channel. M goes to this worker's scratch [36][{I(mr)}][TileBlock]; each channel's tiles");
+        w.Line($"/// are then transformed (Aᵀ M A, bias{(L.FuseRelu ? ", ReLU" : "")}) and scattered into the output plane.");
         w.Line("/// </summary>");
         using (w.Block($"private static void WinogradConv{isa.Suffix}(ref float v, ref float m, ref float w, ref float bias, ref float output, int part, int parts)"))
         {
-            w.Line($"const int MR = {I(mr)}, MPanels = {I(mPanels)}, VS = CinG * TileColumns;");
-            w.Line($"ref float y = ref Unsafe.Add(ref m, {I(36 * Planner.WinogradMaxRows)} * TileColumns); // the output tiles [Tile * Tile][TileColumns]");
-            w.Line("int t0 = (int)((long)(Groups * MPanels) * part / parts), t1 = (int)((long)(Groups * MPanels) * (part + 1) / parts);");
-            using (w.Block("for (int t = t0; t < t1; t++)"))
+            w.Line($"const int MR = {I(mr)}, MPanels = {I(mPanels)}, VS = CinG * TileColumns, Units = Groups * TileBlocks * MPanels;");
+            w.Line($"ref float y = ref Unsafe.Add(ref m, {I(36 * Planner.WinogradMaxRows)} * TileColumns); // the output tiles [Tile * Tile][TileBlock]");
+            w.Line("int u0 = (int)((long)Units * part / parts), u1 = (int)((long)Units * (part + 1) / parts);");
+            using (w.Block("for (int u = u0; u < u1; u++)"))
             {
-                w.Line("int g = t / MPanels, m0 = (t - g * MPanels) * MR;");
-                w.Line("ref float vg = ref Unsafe.Add(ref v, g * 36 * VS);");
-                w.Line("ref float panel = ref Unsafe.Add(ref w, t * (36 * CinG * MR));");
+                w.Line("int g = u / (TileBlocks * MPanels), rest = u - g * (TileBlocks * MPanels);");
+                w.Line("int block = rest / MPanels, mp = rest - block * MPanels, m0 = mp * MR;");
+                w.Line("int nb = block * TileBlock, width = TileColumns - nb < TileBlock ? TileColumns - nb : TileBlock;");
+                w.Line("ref float vg = ref Unsafe.Add(ref v, g * 36 * VS + nb);");
+                w.Line("ref float panel = ref Unsafe.Add(ref w, (g * MPanels + mp) * (36 * CinG * MR));");
                 using (w.Block("for (int e = 0; e < 36; e++)"))
                 {
                     w.Line("ref float ve = ref Unsafe.Add(ref vg, e * VS);");
                     w.Line("ref float ae = ref Unsafe.Add(ref panel, e * (CinG * MR));");
-                    w.Line("ref float me = ref Unsafe.Add(ref m, e * (MR * TileColumns));");
-                    using (w.Block($"for (int n0 = 0; n0 < TileColumns; n0 += {I(nr)})"))
+                    w.Line("ref float me = ref Unsafe.Add(ref m, e * (MR * TileBlock));");
+                    using (w.Block($"for (int n0 = 0; n0 < width; n0 += {I(nr)})"))
                     {
                         for (int r = 0; r < mr; r++)
                         {
@@ -304,7 +310,7 @@ internal static class WinogradEmitter
                             var sb = new System.Text.StringBuilder();
                             for (int j = 0; j < cols; j++)
                             {
-                                string off = I(r) + " * TileColumns + n0" + (j > 0 ? " + " + I(isa.IsScalar ? j : j * isa.Lanes) : "");
+                                string off = I(r) + " * TileBlock + n0" + (j > 0 ? " + " + I(isa.IsScalar ? j : j * isa.Lanes) : "");
                                 sb.Append(j > 0 ? " " : "").Append(Store(isa, $"c{r}_{j}", "me", off));
                             }
                             w.Line(sb.ToString());
@@ -315,10 +321,10 @@ internal static class WinogradEmitter
                 using (w.Block("for (int r = 0; r < rows; r++)"))
                 {
                     w.Line("float bk = Unsafe.Add(ref bias, g * CoutG + m0 + r);");
-                    w.Line("ref float mrow = ref Unsafe.Add(ref m, r * TileColumns);");
+                    w.Line("ref float mrow = ref Unsafe.Add(ref m, r * TileBlock);");
                     string step = isa.IsScalar ? "1" : I(isa.Lanes);
-                    w.Line($"for (int l = 0; l < TileColumns; l += {step}) OutputTransform{isa.Suffix}(ref Unsafe.Add(ref mrow, l), ref Unsafe.Add(ref y, l), bk);");
-                    w.Line("WinogradScatter(ref y, ref Unsafe.Add(ref output, (g * CoutG + m0 + r) * N));");
+                    w.Line($"for (int l = 0; l < width; l += {step}) OutputTransform{isa.Suffix}(ref Unsafe.Add(ref mrow, l), ref Unsafe.Add(ref y, l), bk);");
+                    w.Line("WinogradScatter(ref y, ref Unsafe.Add(ref output, (g * CoutG + m0 + r) * N), block);");
                 }
             }
         }
@@ -330,13 +336,13 @@ internal static class WinogradEmitter
         string lanes = isa.IsScalar ? "one tile" : I(isa.Lanes) + " tiles";
         w.Line("/// <summary>");
         int m = L.WinogradTile;
-        w.Line($"/// Y = Aᵀ M A + bias{(L.FuseRelu ? ", then ReLU," : "")} for {lanes} of one output channel (M's element ξ at m + ξ·{I(isa.WinogradRows)}·TileColumns): the columns");
+        w.Line($"/// Y = Aᵀ M A + bias{(L.FuseRelu ? ", then ReLU," : "")} for {lanes} of one output channel (M's element ξ at m + ξ·{I(isa.WinogradRows)}·TileBlock): the columns");
         w.Line($"/// of M in place (rows 0 to {I(m - 1)}), then those rows into y[{I(m)}i + k]. {AtText(m)}.");
         w.Line("/// </summary>");
         w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
         using (w.Block($"private static void OutputTransform{isa.Suffix}(ref float m, ref float y, float bias)"))
         {
-            w.Line($"const int MS = {I(isa.WinogradRows)} * TileColumns, YS = TileColumns;");
+            w.Line($"const int MS = {I(isa.WinogradRows)} * TileBlock, YS = TileBlock;");
             using (w.Block("for (int j = 0; j < 6; j++)"))
             {
                 w.Line("ref float col = ref Unsafe.Add(ref m, j * MS);");

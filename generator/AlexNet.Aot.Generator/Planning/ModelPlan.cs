@@ -64,6 +64,12 @@ internal sealed record LayerPlan(
     /// <summary>Winograd output tiles per row and per column.</summary>
     public int TilesW => (OutW + WinogradTile - 1) / WinogradTile;
     public int TilesH => (OutH + WinogradTile - 1) / WinogradTile;
+    /// <summary>
+    /// Tile columns a Winograd product works on at once: as many (a multiple of 16) as keep that block of the transformed
+    /// input, 36 x CinG x block floats, within 512 KiB, half of a Zen 4 or Skylake-SP core's L2, so that every row panel of
+    /// weights runs over it from L2; at least 16, at most all of them.
+    /// </summary>
+    public int TileBlock => System.Math.Max(16, System.Math.Min(TileColumns, (int)(131072L / (36L * CinG)) / 16 * 16));
     /// <summary>The Winograd form's name: F(4x4, 3x3) or F(2x2, 5x5).</summary>
     public string WinogradName => $"F({WinogradTile}x{WinogradTile}, {Spec.KernelH}x{Spec.KernelW})";
 }
