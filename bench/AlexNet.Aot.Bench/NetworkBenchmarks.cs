@@ -9,13 +9,14 @@ namespace AlexNet.Aot.Bench;
 
 /// <summary>
 /// The whole network, AlexNet.Aot beside ONNX Runtime in the same run: the same generated weights (the fixtures'
-/// hash rule), exported to ONNX for the peer. Both on 2 threads; ours also with bfloat16 dense weights. Inputs and outputs are preallocated; neither
+/// hash rule), exported to ONNX for the peer. Both on 2 threads; ours also with bfloat16 dense weights, and with every
+/// convolution as the direct product (no Winograd), for comparison. Inputs and outputs are preallocated; neither
 /// side allocates per call on our part (ORT reuses bound OrtValues).
 /// </summary>
 [MemoryDiagnoser]
 public class NetworkBenchmarks
 {
-    private Network _net = null!, _netBf16 = null!;
+    private Network _net = null!, _netBf16 = null!, _netDirect = null!;
     private float[] _input = null!, _output = null!;
     private InferenceSession _ort = null!;
     private OrtValue _ortIn = null!, _ortOut = null!;
@@ -39,6 +40,7 @@ public class NetworkBenchmarks
         var weights = new GeneratedWeights(entry.Info);
         _net = entry.Create(weights, Batch, Threads);
         _netBf16 = entry.Create(weights, new NetworkOptions { MaxBatch = Batch, Threads = Threads, DenseWeights = WeightPrecision.BFloat16 });
+        _netDirect = entry.Create(weights, new NetworkOptions { MaxBatch = Batch, Threads = Threads, Convolutions = ConvolutionAlgorithm.Direct });
         _input = new float[Batch * entry.Info.InputLength];
         var rng = new Random(42);
         for (int i = 0; i < _input.Length; i++) _input[i] = (float)(rng.NextDouble() * 2 - 1);
@@ -82,6 +84,9 @@ public class NetworkBenchmarks
     [Benchmark(Description = "AlexNet.Aot bf16 dense")]
     public void AlexNetAotBf16() => _netBf16.Forward(_input, _output, Batch, logits: true);
 
+    [Benchmark(Description = "AlexNet.Aot direct conv")]
+    public void AlexNetAotDirect() => _netDirect.Forward(_input, _output, Batch, logits: true);
+
     [Benchmark(Description = "ONNX Runtime 1.31.1", Baseline = true)]
     public void OnnxRuntime() => _ort.RunWithBinding(_runOptions, _binding);
 
@@ -90,6 +95,7 @@ public class NetworkBenchmarks
     {
         _net.Dispose();
         _netBf16.Dispose();
+        _netDirect.Dispose();
         _binding.Dispose();
         _ortIn.Dispose();
         _ortOut.Dispose();
