@@ -223,17 +223,20 @@ internal static class LayerEmitter
         }
     }
 
-    private static string PanelRowsLadder()
+    private static string PanelRowsLadder() => RowsLadder(isa => isa.PanelRows);
+
+    /// <summary>A conditional expression picking each ISA path's tile height (rungs equal to the scalar path's are left out).</summary>
+    internal static string RowsLadder(System.Func<IsaPath, int> rows)
     {
-        // Rungs with the scalar path's tile height add nothing: they are left out.
-        int fallback = IsaPath.Ladder[IsaPath.Ladder.Length - 1].PanelRows;
+        int fallback = rows(IsaPath.Ladder[IsaPath.Ladder.Length - 1]);
         string r = "";
         foreach (IsaPath isa in IsaPath.Ladder)
-            r += isa.IsScalar ? I(isa.PanelRows) : isa.PanelRows == fallback ? "" : $"{isa.Guard} ? {I(isa.PanelRows)} : ";
+            r += isa.IsScalar ? I(rows(isa)) : rows(isa) == fallback ? "" : $"{isa.Guard} ? {I(rows(isa))} : ";
         return r;
     }
 
-    private static void Ladder(SourceWriter w, System.Func<IsaPath, string> call)
+    /// <summary>Emits one call per ISA path, each guarded by its rung (<c>if (Vector512.IsHardwareAccelerated) ... else ...</c>).</summary>
+    internal static void Ladder(SourceWriter w, System.Func<IsaPath, string> call)
     {
         bool first = true;
         foreach (IsaPath isa in IsaPath.Ladder)

@@ -25,11 +25,7 @@ internal static class WinogradEmitter
         w.Line($"public const int TileBlock = {I(L.TileBlock)}, TileBlocks = {I((L.TileColumns + L.TileBlock - 1) / L.TileBlock)};");
         w.Line();
         w.Line("/// <summary>Output channels per Winograd row panel on the path in use.</summary>");
-        string ladder = "";
-        int fallback = IsaPath.Ladder[IsaPath.Ladder.Length - 1].WinogradRows;
-        foreach (IsaPath isa in IsaPath.Ladder)
-            ladder += isa.IsScalar ? I(isa.WinogradRows) : isa.WinogradRows == fallback ? "" : $"{isa.Guard} ? {I(isa.WinogradRows)} : ";
-        w.Line("public static int WinogradRows => " + ladder + ";");
+        w.Line("public static int WinogradRows => " + LayerEmitter.RowsLadder(isa => isa.WinogradRows) + ";");
         w.Line();
         w.Line($"/// <summary>Transforms [OutC, CinG, {I(L.Spec.KernelH)}, {I(L.Spec.KernelW)}] weights to U = G g Gᵀ (6x6) and packs them for the path in use (for <c>Forward(..., winograd: true)</c>); once, at load.</summary>");
         w.Line("public static float[] PackWinogradWeights(global::System.ReadOnlySpan<float> weights) => global::AlexNet.Aot.WeightPacking.PackWinograd(weights, Groups, CoutG, CinG, KH, WinogradRows);");
@@ -40,20 +36,9 @@ internal static class WinogradEmitter
     public static void EmitCall(SourceWriter w, string input, string output)
     {
         w.Line("ref float v = ref Unsafe.Add(ref arena, TransformOffset);");
-        Ladder(w, isa => $"WinogradInput{isa.Suffix}(ref {input}, ref v, ref panel, part, parts);");
+        LayerEmitter.Ladder(w, isa => $"WinogradInput{isa.Suffix}(ref {input}, ref v, ref panel, part, parts);");
         w.Line("if (parts > 1) team!.Barrier(); // every channel's transformed tiles are in place");
-        Ladder(w, isa => $"WinogradConv{isa.Suffix}(ref v, ref panel, ref w, ref b, ref {output}, part, parts);");
-    }
-
-    private static void Ladder(SourceWriter w, System.Func<IsaPath, string> call)
-    {
-        bool first = true;
-        foreach (IsaPath isa in IsaPath.Ladder)
-        {
-            if (isa.IsScalar) w.Line($"else {call(isa)}");
-            else w.Line($"{(first ? "if" : "else if")} ({isa.Guard}) {call(isa)}");
-            first = false;
-        }
+        LayerEmitter.Ladder(w, isa => $"WinogradConv{isa.Suffix}(ref v, ref panel, ref w, ref b, ref {output}, part, parts);");
     }
 
     /// <summary>Every Winograd kernel of the layer: the tile gather and scatter, and per ISA the transforms and the product.</summary>
