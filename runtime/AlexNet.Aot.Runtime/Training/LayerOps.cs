@@ -50,7 +50,10 @@ internal sealed class ConvOp : TrainOp
     }
 
     public override bool HasParameters => true;
-    public override long ColFloats => (long)_k * _chunk * _p;
+    // Col holds the column matrix, then (stride 1 with padding) one image's zero-padded group input or input gradient.
+    public override long ColFloats => (long)_k * _chunk * _p + PaddedFloats;
+
+    private long PaddedFloats => _stride == 1 && _pad > 0 ? (long)_cinG * (In.H + 2 * _pad) * (In.W + 2 * _pad) : 0;
     public override long TileFloats => _chunk > 1 ? (long)_coutG * _chunk * _p : 0;
 
     public override void Forward(in StepContext ctx)
@@ -176,6 +179,11 @@ internal sealed class ConvOp : TrainOp
     /// columns offset.. offset+P; taps that fall in the padding are zero.</summary>
     private void Im2Col(ref float x, float[] col, int ld, int offset)
     {
+        if (_stride == 1)
+        {
+            Im2ColUnitStride(ref x, col, ld, offset);
+            return;
+        }
         int h = In.H, w = In.W, ow = Out.W, s = _stride, pad = _pad, plane = In.Plane, p = _p;
         ref float dst0 = ref col[offset];
         int row = 0;
@@ -215,6 +223,11 @@ internal sealed class ConvOp : TrainOp
     /// <summary>Adds rows (ci, ky, kx) of dcol back onto one image's group input gradient [cinG, H, W] (at <paramref name="dx"/>).</summary>
     private void Col2Im(float[] col, int ld, int offset, ref float dx)
     {
+        if (_stride == 1)
+        {
+            Col2ImUnitStride(col, ld, offset, ref dx);
+            return;
+        }
         int w = In.W, ow = Out.W, s = _stride, pad = _pad, plane = In.Plane;
         ref float src0 = ref col[offset];
         int row = 0;
@@ -240,6 +253,65 @@ internal sealed class ConvOp : TrainOp
                 }
             }
         }
+    }
+
+    /// <summary>Stride 1: every row (ci, ky, kx) of col is OH runs of OW floats read from the zero-padded input (copied
+    /// once into the tail of col; the input itself without padding), so no run needs bounds.</summary>
+    private void Im2ColUnitStride(ref float x, float[] col, int ld, int offset)
+    {
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, pad = _pad, plane = In.Plane;
+        int wp = w + 2 * pad, pplane = (h + 2 * pad) * wp;
+        ref float xp = ref x;
+        if (pad > 0)
+        {
+            int start = _k * _chunk * _p;
+            xp = ref col[start];
+            MemoryMarshalEx.Clear(ref xp, _cinG * pplane);
+            for (int ci = 0; ci < _cinG; ci++)
+                for (int iy = 0; iy < h; iy++)
+                    Small.Copy(ref Unsafe.Add(ref x, ci * plane + iy * w), ref Unsafe.Add(ref xp, ci * pplane + (iy + pad) * wp + pad), w);
+        }
+        ref float dst0 = ref col[offset];
+        int row = 0;
+        for (int ci = 0; ci < _cinG; ci++)
+            for (int ky = 0; ky < _kh; ky++)
+                for (int kx = 0; kx < _kw; kx++, row++)
+                {
+                    ref float src = ref Unsafe.Add(ref xp, ci * pplane + ky * wp + kx);
+                    ref float dst = ref Unsafe.Add(ref dst0, (nint)row * ld);
+                    for (int oy = 0; oy < oh; oy++)
+                        Small.Copy(ref Unsafe.Add(ref src, oy * wp), ref Unsafe.Add(ref dst, oy * ow), ow);
+                }
+    }
+
+    /// <summary>Stride 1: adds every row of dcol onto the zero-padded input gradient (in the tail of col, in the same
+    /// order as the general path, so each sum is the same), then copies its inside to <paramref name="dx"/> (which is
+    /// zero before: each image and group is scattered once). Without padding, straight onto dx.</summary>
+    private void Col2ImUnitStride(float[] col, int ld, int offset, ref float dx)
+    {
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, pad = _pad, plane = In.Plane;
+        int wp = w + 2 * pad, pplane = (h + 2 * pad) * wp;
+        ref float dp = ref dx;
+        if (pad > 0)
+        {
+            dp = ref col[_k * _chunk * _p];
+            MemoryMarshalEx.Clear(ref dp, _cinG * pplane);
+        }
+        ref float src0 = ref col[offset];
+        int row = 0;
+        for (int ci = 0; ci < _cinG; ci++)
+            for (int ky = 0; ky < _kh; ky++)
+                for (int kx = 0; kx < _kw; kx++, row++)
+                {
+                    ref float src = ref Unsafe.Add(ref src0, (nint)row * ld);
+                    ref float d = ref Unsafe.Add(ref dp, ci * pplane + ky * wp + kx);
+                    for (int oy = 0; oy < oh; oy++)
+                        Small.Add(ref Unsafe.Add(ref src, oy * ow), ref Unsafe.Add(ref d, oy * wp), ow);
+                }
+        if (pad > 0)
+            for (int ci = 0; ci < _cinG; ci++)
+                for (int iy = 0; iy < h; iy++)
+                    Small.Copy(ref Unsafe.Add(ref dp, ci * pplane + (iy + pad) * wp + pad), ref Unsafe.Add(ref dx, ci * plane + iy * w), w);
     }
 
     /// <summary>The output positions [lo, hi) along one axis (of <paramref name="outSize"/>) whose input position
