@@ -157,7 +157,18 @@ internal sealed class Gemm
             if (csB == 1 && cols == nr)
             {
                 for (int p = 0; p < kc; p++)
-                    MemoryMarshalEx.Copy(ref Unsafe.Add(ref b, p * rsB + jr), ref Unsafe.Add(ref panel, p * nr), nr);
+                    Small.Copy(ref Unsafe.Add(ref b, p * rsB + jr), ref Unsafe.Add(ref panel, p * nr), nr);
+                continue;
+            }
+            if (csB == 1)
+            {
+                // The last, partial panel of a row-major B: copy what there is, zero the rest.
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float d = ref Unsafe.Add(ref panel, p * nr);
+                    Small.Copy(ref Unsafe.Add(ref b, p * rsB + jr), ref d, cols);
+                    for (int j = cols; j < nr; j++) Unsafe.Add(ref d, j) = 0f;
+                }
                 continue;
             }
             if (rsB == 1 && cols == nr && Transpose.IsSupported)

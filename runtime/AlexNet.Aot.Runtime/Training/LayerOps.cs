@@ -53,7 +53,11 @@ internal sealed class ConvOp : TrainOp
     // Col holds the column matrix, then (stride 1 with padding) one image's zero-padded group input or input gradient.
     public override long ColFloats => (long)_k * _chunk * _p + PaddedFloats;
 
-    private long PaddedFloats => _stride == 1 && _pad > 0 ? (long)_cinG * (In.H + 2 * _pad) * (In.W + 2 * _pad) : 0;
+    private long PaddedFloats => _stride == 1 ? (_pad > 0 ? (long)_cinG * (In.H + 2 * _pad) * (In.W + 2 * _pad) : 0)
+        : (long)_cinG * (In.H + 2 * _pad) * _stride * PhaseLength;
+
+    /// <summary>Stride s &gt; 1: floats in one phase of a padded input row (columns r, r+s, r+2s, ...).</summary>
+    private int PhaseLength => (In.W + 2 * _pad + _stride - 1) / _stride;
     public override long TileFloats => _chunk > 1 ? (long)_coutG * _chunk * _p : 0;
 
     public override void Forward(in StepContext ctx)
@@ -184,6 +188,11 @@ internal sealed class ConvOp : TrainOp
             Im2ColUnitStride(ref x, col, ld, offset);
             return;
         }
+        if (_kw >= _stride)
+        {
+            Im2ColStrided(ref x, col, ld, offset);
+            return;
+        }
         int h = In.H, w = In.W, ow = Out.W, s = _stride, pad = _pad, plane = In.Plane, p = _p;
         ref float dst0 = ref col[offset];
         int row = 0;
@@ -281,6 +290,39 @@ internal sealed class ConvOp : TrainOp
                     ref float dst = ref Unsafe.Add(ref dst0, (nint)row * ld);
                     for (int oy = 0; oy < oh; oy++)
                         Small.Copy(ref Unsafe.Add(ref src, oy * wp), ref Unsafe.Add(ref dst, oy * ow), ow);
+                }
+    }
+
+    /// <summary>Stride s &gt; 1: the zero-padded input is first split by column phase (row iy, phase r holds padded
+    /// columns r, r+s, ...), so that the taps of one output row, columns ox*s + kx, are the contiguous run
+    /// phase kx mod s from kx / s: every row of col is OH contiguous copies.</summary>
+    private void Im2ColStrided(ref float x, float[] col, int ld, int offset)
+    {
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, pad = _pad, s = _stride, plane = In.Plane;
+        int len = PhaseLength, rowLen = s * len, hp = h + 2 * pad, pplane = hp * rowLen;
+        ref float ph = ref col[_k * _chunk * _p];
+        MemoryMarshalEx.Clear(ref ph, _cinG * pplane);
+        for (int ci = 0; ci < _cinG; ci++)
+            for (int iy = 0; iy < h; iy++)
+            {
+                ref float src = ref Unsafe.Add(ref x, ci * plane + iy * w);
+                ref float dst = ref Unsafe.Add(ref ph, ci * pplane + (iy + pad) * rowLen);
+                for (int ix = 0; ix < w; ix++)
+                {
+                    int xp = ix + pad;
+                    Unsafe.Add(ref dst, xp % s * len + xp / s) = Unsafe.Add(ref src, ix);
+                }
+            }
+        ref float dst0 = ref col[offset];
+        int row = 0;
+        for (int ci = 0; ci < _cinG; ci++)
+            for (int ky = 0; ky < _kh; ky++)
+                for (int kx = 0; kx < _kw; kx++, row++)
+                {
+                    ref float src = ref Unsafe.Add(ref ph, ci * pplane + ky * rowLen + kx % s * len + kx / s);
+                    ref float dst = ref Unsafe.Add(ref dst0, (nint)row * ld);
+                    for (int oy = 0; oy < oh; oy++)
+                        Small.Copy(ref Unsafe.Add(ref src, oy * s * rowLen), ref Unsafe.Add(ref dst, oy * ow), ow);
                 }
     }
 
