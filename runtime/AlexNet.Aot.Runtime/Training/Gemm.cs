@@ -42,13 +42,44 @@ internal sealed class Gemm
                 for (int i = 0; i < m; i++) MemoryMarshalEx.Clear(ref Unsafe.Add(ref c, i * ldc), n);
             return;
         }
-        if (Vector512.IsHardwareAccelerated) Run<V512>(8, m, n, k, ref a, rsA, csA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else if (Vector256.IsHardwareAccelerated) Run<V256>(6, m, n, k, ref a, rsA, csA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else if (Vector128.IsHardwareAccelerated) Run<V128>(4, m, n, k, ref a, rsA, csA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else Run<V1>(4, m, n, k, ref a, rsA, csA, ref b, rsB, csB, ref c, ldc, accumulate);
+        Dispatch(m, n, k, ref a, rsA, csA, packedA: false, ref b, rsB, csB, ref c, ldc, accumulate);
     }
 
-    private void Run<V>(int mr, int m, int n, int k, ref float a, nint rsA, nint csA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
+    /// <summary>Rows of A per packed panel on this machine's path (the micro-kernel's tile height).</summary>
+    public static int PanelRows => Vector512.IsHardwareAccelerated ? 8 : Vector256.IsHardwareAccelerated ? 6 : 4;
+
+    /// <summary>Floats that <see cref="PackWhole"/> writes for an m x k A: whole panels of <see cref="PanelRows"/> rows.</summary>
+    public static long PackedLength(int m, int k) => (long)((m + PanelRows - 1) / PanelRows) * PanelRows * k;
+
+    /// <summary>Packs all of A (m x k, strides as in <see cref="Multiply"/>) once, for products that reuse it
+    /// (<see cref="MultiplyPacked"/>): panel r holds rows r*mr.. for every k, rows past m zero.</summary>
+    public static void PackWhole(int m, int k, ref float a, nint rsA, nint csA, ref float dst)
+    {
+        if (m > 0 && k > 0) PackA(m, k, PanelRows, ref a, rsA, csA, ref dst);
+    }
+
+    /// <summary><see cref="Multiply"/> with A already packed by <see cref="PackWhole"/> (same m and k).</summary>
+    public void MultiplyPacked(int m, int n, int k, ref float packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0)
+        {
+            if (!accumulate)
+                for (int i = 0; i < m; i++) MemoryMarshalEx.Clear(ref Unsafe.Add(ref c, i * ldc), n);
+            return;
+        }
+        Dispatch(m, n, k, ref packedA, 0, 0, packedA: true, ref b, rsB, csB, ref c, ldc, accumulate);
+    }
+
+    private void Dispatch(int m, int n, int k, ref float a, nint rsA, nint csA, bool packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
+    {
+        if (Vector512.IsHardwareAccelerated) Run<V512>(8, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else if (Vector256.IsHardwareAccelerated) Run<V256>(6, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else if (Vector128.IsHardwareAccelerated) Run<V128>(4, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else Run<V1>(4, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+    }
+
+    private void Run<V>(int mr, int m, int n, int k, ref float a, nint rsA, nint csA, bool packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
         where V : struct, IVec<V>
     {
         int nr = 2 * V.Count;
@@ -68,7 +99,10 @@ internal sealed class Gemm
                 for (int ic = 0; ic < m; ic += MC)
                 {
                     int mc = Math.Min(MC, m - ic);
-                    PackA(mc, kc, mr, ref Unsafe.Add(ref a, ic * rsA + pc * csA), rsA, csA, ref packA);
+                    // Panel (ic + ir) / mr of a whole-packed A holds every k: its block pc starts at pc * mr.
+                    if (!packedA) PackA(mc, kc, mr, ref Unsafe.Add(ref a, ic * rsA + pc * csA), rsA, csA, ref packA);
+                    ref float blockA = ref packedA ? ref Unsafe.Add(ref a, (nint)ic * k + pc * mr) : ref packA;
+                    nint panelStride = packedA ? k : kc;
                     for (int jr = 0; jr < nc; jr += nr)
                     {
                         int cols = Math.Min(nr, nc - jr);
@@ -76,7 +110,7 @@ internal sealed class Gemm
                         for (int ir = 0; ir < mc; ir += mr)
                         {
                             int rows = Math.Min(mr, mc - ir);
-                            ref float pa = ref Unsafe.Add(ref packA, ir * kc);
+                            ref float pa = ref Unsafe.Add(ref blockA, ir * panelStride);
                             ref float ct = ref Unsafe.Add(ref c, (ic + ir) * ldc + jc + jr);
                             if (rows == mr && cols == nr)
                             {

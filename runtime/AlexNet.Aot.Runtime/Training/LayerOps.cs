@@ -17,6 +17,8 @@ internal sealed class ConvOp : TrainOp
     private readonly TrainableTensor _weight;
     private readonly TrainableTensor? _bias;
     private readonly float[][] _dw; // per worker: dW then db
+    private readonly float[][] _packedW, _packedWt; // per worker: each group's W, and Wᵀ, packed once per step for every chunk's product
+    private readonly long _packedLength, _packedLengthT;
     private readonly int _weightCount, _biasCount;
     private readonly int _oyCount;
     private readonly int[] _oyLo, _oyHi, _oxLo, _oxHi; // per tap: the output rows / columns that read inside the image
@@ -47,6 +49,15 @@ internal sealed class ConvOp : TrainOp
         _biasCount = bias?.Value.Length ?? 0;
         _dw = new float[workers][];
         for (int w = 0; w < workers; w++) _dw[w] = new float[_weightCount + _biasCount];
+        _packedLength = Gemm.PackedLength(_coutG, _k);
+        _packedLengthT = Gemm.PackedLength(_k, _coutG);
+        _packedW = new float[workers][];
+        _packedWt = new float[workers][];
+        for (int w = 0; w < workers; w++)
+        {
+            _packedW[w] = new float[_groups * _packedLength];
+            _packedWt[w] = new float[_groups * _packedLengthT];
+        }
     }
 
     public override bool HasParameters => true;
@@ -65,6 +76,10 @@ internal sealed class ConvOp : TrainOp
         Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
         float[] col = ctx.Scratch.Col, tile = ctx.Scratch.Tile;
         int inSize = In.Size, outSize = Out.Size;
+        float[] packed = _packedW[ctx.Worker];
+        if (b1 > b0)
+            for (int g = 0; g < _groups; g++)
+                Gemm.PackWhole(_coutG, _k, ref _weight.Value[g * _coutG * _k], _k, 1, ref packed[g * _packedLength]);
         for (int i0 = b0; i0 < b1; i0 += _chunk)
         {
             int count = Math.Min(_chunk, b1 - i0), ncols = count * _p;
@@ -72,16 +87,16 @@ internal sealed class ConvOp : TrainOp
             {
                 for (int j = 0; j < count; j++)
                     Im2Col(ref X[(i0 + j) * inSize + g * _cinG * In.Plane], col, ncols, j * _p);
-                ref float w = ref _weight.Value[g * _coutG * _k];
+                ref float w = ref packed[g * _packedLength];
                 if (count == 1)
                 {
-                    ctx.Scratch.Gemm.Multiply(_coutG, _p, _k, ref w, _k, 1, ref col[0], ncols, 1, ref Y[i0 * outSize + g * _coutG * _p], _p, false);
+                    ctx.Scratch.Gemm.MultiplyPacked(_coutG, _p, _k, ref w, ref col[0], ncols, 1, ref Y[i0 * outSize + g * _coutG * _p], _p, false);
                 }
                 else
                 {
                     // The stacked product lands in the tile; each image's rows are copied out with the bias added
                     // (the same sum as adding it afterwards, one pass fewer).
-                    ctx.Scratch.Gemm.Multiply(_coutG, ncols, _k, ref w, _k, 1, ref col[0], ncols, 1, ref tile[0], ncols, false);
+                    ctx.Scratch.Gemm.MultiplyPacked(_coutG, ncols, _k, ref w, ref col[0], ncols, 1, ref tile[0], ncols, false);
                     for (int j = 0; j < count; j++)
                         for (int o = 0; o < _coutG; o++)
                         {
@@ -108,6 +123,10 @@ internal sealed class ConvOp : TrainOp
         if (grads) acc.AsSpan().Clear();
         int inSize = In.Size, outSize = Out.Size;
         if (ctx.NeedDx && b1 > b0) dx.AsSpan(b0 * inSize, (b1 - b0) * inSize).Clear();
+        float[] packedT = _packedWt[ctx.Worker];
+        if (ctx.NeedDx && b1 > b0)
+            for (int g = 0; g < _groups; g++)
+                Gemm.PackWhole(_k, _coutG, ref _weight.Value[g * _coutG * _k], 1, _k, ref packedT[g * _packedLengthT]);
         for (int i0 = b0; i0 < b1; i0 += _chunk)
         {
             int count = Math.Min(_chunk, b1 - i0), ncols = count * _p;
@@ -144,7 +163,7 @@ internal sealed class ConvOp : TrainOp
                 }
                 if (ctx.NeedDx)
                 {
-                    ctx.Scratch.Gemm.Multiply(_k, ncols, _coutG, ref _weight.Value[g * _coutG * _k], 1, _k, ref dyg[dyOff], ld, 1, ref col[0], ncols, false);
+                    ctx.Scratch.Gemm.MultiplyPacked(_k, ncols, _coutG, ref packedT[g * _packedLengthT], ref dyg[dyOff], ld, 1, ref col[0], ncols, false);
                     for (int j = 0; j < count; j++)
                         Col2Im(col, ncols, j * _p, ref dx[(i0 + j) * inSize + g * _cinG * In.Plane]);
                 }
