@@ -1,6 +1,7 @@
 using System;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AlexNet.Aot.Training;
 
@@ -41,13 +42,44 @@ internal sealed class Gemm
                 for (int i = 0; i < m; i++) MemoryMarshalEx.Clear(ref Unsafe.Add(ref c, i * ldc), n);
             return;
         }
-        if (Vector512.IsHardwareAccelerated) Run<V512>(8, m, n, k, ref a, rsA, csA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else if (Vector256.IsHardwareAccelerated) Run<V256>(6, m, n, k, ref a, rsA, csA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else if (Vector128.IsHardwareAccelerated) Run<V128>(4, m, n, k, ref a, rsA, csA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else Run<V1>(4, m, n, k, ref a, rsA, csA, ref b, rsB, csB, ref c, ldc, accumulate);
+        Dispatch(m, n, k, ref a, rsA, csA, packedA: false, ref b, rsB, csB, ref c, ldc, accumulate);
     }
 
-    private void Run<V>(int mr, int m, int n, int k, ref float a, nint rsA, nint csA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
+    /// <summary>Rows of A per packed panel on this machine's path (the micro-kernel's tile height).</summary>
+    public static int PanelRows => Vector512.IsHardwareAccelerated ? 8 : Vector256.IsHardwareAccelerated ? 6 : 4;
+
+    /// <summary>Floats that <see cref="PackWhole"/> writes for an m x k A: whole panels of <see cref="PanelRows"/> rows.</summary>
+    public static long PackedLength(int m, int k) => (long)((m + PanelRows - 1) / PanelRows) * PanelRows * k;
+
+    /// <summary>Packs all of A (m x k, strides as in <see cref="Multiply"/>) once, for products that reuse it
+    /// (<see cref="MultiplyPacked"/>): panel r holds rows r*mr.. for every k, rows past m zero.</summary>
+    public static void PackWhole(int m, int k, ref float a, nint rsA, nint csA, ref float dst)
+    {
+        if (m > 0 && k > 0) PackA(m, k, PanelRows, ref a, rsA, csA, ref dst);
+    }
+
+    /// <summary><see cref="Multiply"/> with A already packed by <see cref="PackWhole"/> (same m and k).</summary>
+    public void MultiplyPacked(int m, int n, int k, ref float packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0)
+        {
+            if (!accumulate)
+                for (int i = 0; i < m; i++) MemoryMarshalEx.Clear(ref Unsafe.Add(ref c, i * ldc), n);
+            return;
+        }
+        Dispatch(m, n, k, ref packedA, 0, 0, packedA: true, ref b, rsB, csB, ref c, ldc, accumulate);
+    }
+
+    private void Dispatch(int m, int n, int k, ref float a, nint rsA, nint csA, bool packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
+    {
+        if (Vector512.IsHardwareAccelerated) Run<V512>(8, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else if (Vector256.IsHardwareAccelerated) Run<V256>(6, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else if (Vector128.IsHardwareAccelerated) Run<V128>(4, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else Run<V1>(4, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+    }
+
+    private void Run<V>(int mr, int m, int n, int k, ref float a, nint rsA, nint csA, bool packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
         where V : struct, IVec<V>
     {
         int nr = 2 * V.Count;
@@ -67,7 +99,10 @@ internal sealed class Gemm
                 for (int ic = 0; ic < m; ic += MC)
                 {
                     int mc = Math.Min(MC, m - ic);
-                    PackA(mc, kc, mr, ref Unsafe.Add(ref a, ic * rsA + pc * csA), rsA, csA, ref packA);
+                    // Panel (ic + ir) / mr of a whole-packed A holds every k: its block pc starts at pc * mr.
+                    if (!packedA) PackA(mc, kc, mr, ref Unsafe.Add(ref a, ic * rsA + pc * csA), rsA, csA, ref packA);
+                    ref float blockA = ref packedA ? ref Unsafe.Add(ref a, (nint)ic * k + pc * mr) : ref packA;
+                    nint panelStride = packedA ? k : kc;
                     for (int jr = 0; jr < nc; jr += nr)
                     {
                         int cols = Math.Min(nr, nc - jr);
@@ -75,7 +110,7 @@ internal sealed class Gemm
                         for (int ir = 0; ir < mc; ir += mr)
                         {
                             int rows = Math.Min(mr, mc - ir);
-                            ref float pa = ref Unsafe.Add(ref packA, ir * kc);
+                            ref float pa = ref Unsafe.Add(ref blockA, ir * panelStride);
                             ref float ct = ref Unsafe.Add(ref c, (ic + ir) * ldc + jc + jr);
                             if (rows == mr && cols == nr)
                             {
@@ -115,12 +150,24 @@ internal sealed class Gemm
             ref float panel = ref Unsafe.Add(ref dst, ir * kc);
             if (csA == 1 && rows == mr)
             {
-                // Rows are contiguous in k: read each row once, write it strided into the panel.
+                // Rows are contiguous in k: read each row once, write it strided into the panel (8 x 8 blocks
+                // transposed in registers where the panel is 8 rows and AVX is there).
+                int p0 = 0;
+                if (mr == 8 && Transpose.IsSupported)
+                    for (; p0 + 8 <= kc; p0 += 8)
+                        Transpose.Block8x8(ref Unsafe.Add(ref a, ir * rsA + p0), rsA, ref Unsafe.Add(ref panel, p0 * 8), 8);
                 for (int r = 0; r < mr; r++)
                 {
                     ref float src = ref Unsafe.Add(ref a, (ir + r) * rsA);
-                    for (int p = 0; p < kc; p++) Unsafe.Add(ref panel, p * mr + r) = Unsafe.Add(ref src, p);
+                    for (int p = p0; p < kc; p++) Unsafe.Add(ref panel, p * mr + r) = Unsafe.Add(ref src, p);
                 }
+                continue;
+            }
+            if (rsA == 1 && rows == mr)
+            {
+                // Columns are contiguous in m (a transposed A): each step of k is one contiguous copy.
+                for (int p = 0; p < kc; p++)
+                    Small.Copy(ref Unsafe.Add(ref a, ir + p * csA), ref Unsafe.Add(ref panel, p * mr), mr);
                 continue;
             }
             for (int p = 0; p < kc; p++)
@@ -144,7 +191,29 @@ internal sealed class Gemm
             if (csB == 1 && cols == nr)
             {
                 for (int p = 0; p < kc; p++)
-                    MemoryMarshalEx.Copy(ref Unsafe.Add(ref b, p * rsB + jr), ref Unsafe.Add(ref panel, p * nr), nr);
+                    Small.Copy(ref Unsafe.Add(ref b, p * rsB + jr), ref Unsafe.Add(ref panel, p * nr), nr);
+                continue;
+            }
+            if (csB == 1)
+            {
+                // The last, partial panel of a row-major B: copy what there is, zero the rest.
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float d = ref Unsafe.Add(ref panel, p * nr);
+                    Small.Copy(ref Unsafe.Add(ref b, p * rsB + jr), ref d, cols);
+                    for (int j = cols; j < nr; j++) Unsafe.Add(ref d, j) = 0f;
+                }
+                continue;
+            }
+            if (rsB == 1 && cols == nr && Transpose.IsSupported)
+            {
+                // A transposed B (columns contiguous in k): 8 x 8 blocks transposed in registers.
+                int p0 = 0;
+                for (; p0 + 8 <= kc; p0 += 8)
+                    for (int j = 0; j < nr; j += 8)
+                        Transpose.Block8x8(ref Unsafe.Add(ref b, p0 + (jr + j) * csB), csB, ref Unsafe.Add(ref panel, p0 * nr + j), nr);
+                for (int p = p0; p < kc; p++)
+                    for (int j = 0; j < nr; j++) Unsafe.Add(ref panel, p * nr + j) = Unsafe.Add(ref b, p + (jr + j) * csB);
                 continue;
             }
             for (int p = 0; p < kc; p++)
@@ -273,6 +342,35 @@ internal sealed class Gemm
         V.Store(c10, ref Unsafe.Add(ref c, 1 * ldc)); V.Store(c11, ref Unsafe.Add(ref c, 1 * ldc + w));
         V.Store(c20, ref Unsafe.Add(ref c, 2 * ldc)); V.Store(c21, ref Unsafe.Add(ref c, 2 * ldc + w));
         V.Store(c30, ref Unsafe.Add(ref c, 3 * ldc)); V.Store(c31, ref Unsafe.Add(ref c, 3 * ldc + w));
+    }
+}
+
+/// <summary>8 x 8 float transposes in AVX registers (data movement only), for packing transposed operands.</summary>
+internal static class Transpose
+{
+    /// <summary>Whether <see cref="Block8x8"/> runs (x86 with AVX); callers fall back to scalar copies otherwise.</summary>
+    public static bool IsSupported => System.Runtime.Intrinsics.X86.Avx.IsSupported;
+
+    /// <summary>dst[j * dstStride + i] = src[i * srcStride + j] for i, j in 0..8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Block8x8(ref float src, nint srcStride, ref float dst, nint dstStride)
+    {
+        Vector256<float> r0 = Vector256.LoadUnsafe(ref src), r1 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, srcStride));
+        Vector256<float> r2 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 2 * srcStride)), r3 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 3 * srcStride));
+        Vector256<float> r4 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 4 * srcStride)), r5 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 5 * srcStride));
+        Vector256<float> r6 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 6 * srcStride)), r7 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 7 * srcStride));
+        Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1), t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+        Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5), t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+        Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE), u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
+        Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE), u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Permute2x128(u0, u4, 0x20).StoreUnsafe(ref dst);
+        Avx.Permute2x128(u1, u5, 0x20).StoreUnsafe(ref Unsafe.Add(ref dst, dstStride));
+        Avx.Permute2x128(u2, u6, 0x20).StoreUnsafe(ref Unsafe.Add(ref dst, 2 * dstStride));
+        Avx.Permute2x128(u3, u7, 0x20).StoreUnsafe(ref Unsafe.Add(ref dst, 3 * dstStride));
+        Avx.Permute2x128(u0, u4, 0x31).StoreUnsafe(ref Unsafe.Add(ref dst, 4 * dstStride));
+        Avx.Permute2x128(u1, u5, 0x31).StoreUnsafe(ref Unsafe.Add(ref dst, 5 * dstStride));
+        Avx.Permute2x128(u2, u6, 0x31).StoreUnsafe(ref Unsafe.Add(ref dst, 6 * dstStride));
+        Avx.Permute2x128(u3, u7, 0x31).StoreUnsafe(ref Unsafe.Add(ref dst, 7 * dstStride));
     }
 }
 

@@ -17,7 +17,11 @@ internal sealed class ConvOp : TrainOp
     private readonly TrainableTensor _weight;
     private readonly TrainableTensor? _bias;
     private readonly float[][] _dw; // per worker: dW then db
+    private readonly float[][] _packedW, _packedWt; // per worker: each group's W, and Wᵀ, packed once per step for every chunk's product
+    private readonly long _packedLength, _packedLengthT;
     private readonly int _weightCount, _biasCount;
+    private readonly int _oyCount;
+    private readonly int[] _oyLo, _oyHi, _oxLo, _oxHi; // per tap: the output rows / columns that read inside the image
 
     public ConvOp(string name, Shape3 input, Shape3 output, OperationInfo op, TrainableTensor weight, TrainableTensor? bias, int workers)
         : base(name, input, output)
@@ -32,16 +36,39 @@ internal sealed class ConvOp : TrainOp
         _k = _cinG * _kh * _kw;
         _p = output.Plane;
         _chunk = Math.Max(1, Math.Min(16, (256 + _p - 1) / _p));
+        _oyCount = output.H;
+        _oyLo = new int[_kh];
+        _oyHi = new int[_kh];
+        _oxLo = new int[_kw];
+        _oxHi = new int[_kw];
+        for (int ky = 0; ky < _kh; ky++) ValidRange(ky, input.H, output.H, _stride, _pad, out _oyLo[ky], out _oyHi[ky]);
+        for (int kx = 0; kx < _kw; kx++) ValidRange(kx, input.W, output.W, _stride, _pad, out _oxLo[kx], out _oxHi[kx]);
         _weight = weight;
         _bias = bias;
         _weightCount = weight.Value.Length;
         _biasCount = bias?.Value.Length ?? 0;
         _dw = new float[workers][];
         for (int w = 0; w < workers; w++) _dw[w] = new float[_weightCount + _biasCount];
+        _packedLength = Gemm.PackedLength(_coutG, _k);
+        _packedLengthT = Gemm.PackedLength(_k, _coutG);
+        _packedW = new float[workers][];
+        _packedWt = new float[workers][];
+        for (int w = 0; w < workers; w++)
+        {
+            _packedW[w] = new float[_groups * _packedLength];
+            _packedWt[w] = new float[_groups * _packedLengthT];
+        }
     }
 
     public override bool HasParameters => true;
-    public override long ColFloats => (long)_k * _chunk * _p;
+    // Col holds the column matrix, then (stride 1 with padding) one image's zero-padded group input or input gradient.
+    public override long ColFloats => (long)_k * _chunk * _p + PaddedFloats;
+
+    private long PaddedFloats => _stride == 1 ? (_pad > 0 ? (long)_cinG * (In.H + 2 * _pad) * (In.W + 2 * _pad) : 0)
+        : (long)_cinG * (In.H + 2 * _pad) * _stride * PhaseLength;
+
+    /// <summary>Stride s &gt; 1: floats in one phase of a padded input row (columns r, r+s, r+2s, ...).</summary>
+    private int PhaseLength => (In.W + 2 * _pad + _stride - 1) / _stride;
     public override long TileFloats => _chunk > 1 ? (long)_coutG * _chunk * _p : 0;
 
     public override void Forward(in StepContext ctx)
@@ -49,27 +76,38 @@ internal sealed class ConvOp : TrainOp
         Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
         float[] col = ctx.Scratch.Col, tile = ctx.Scratch.Tile;
         int inSize = In.Size, outSize = Out.Size;
+        float[] packed = _packedW[ctx.Worker];
+        if (b1 > b0)
+            for (int g = 0; g < _groups; g++)
+                Gemm.PackWhole(_coutG, _k, ref _weight.Value[g * _coutG * _k], _k, 1, ref packed[g * _packedLength]);
         for (int i0 = b0; i0 < b1; i0 += _chunk)
         {
             int count = Math.Min(_chunk, b1 - i0), ncols = count * _p;
             for (int g = 0; g < _groups; g++)
             {
                 for (int j = 0; j < count; j++)
-                    Im2Col(X.AsSpan((i0 + j) * inSize + g * _cinG * In.Plane), col, ncols, j * _p);
-                ref float w = ref _weight.Value[g * _coutG * _k];
+                    Im2Col(ref X[(i0 + j) * inSize + g * _cinG * In.Plane], col, ncols, j * _p);
+                ref float w = ref packed[g * _packedLength];
                 if (count == 1)
                 {
-                    ctx.Scratch.Gemm.Multiply(_coutG, _p, _k, ref w, _k, 1, ref col[0], ncols, 1, ref Y[i0 * outSize + g * _coutG * _p], _p, false);
+                    ctx.Scratch.Gemm.MultiplyPacked(_coutG, _p, _k, ref w, ref col[0], ncols, 1, ref Y[i0 * outSize + g * _coutG * _p], _p, false);
                 }
                 else
                 {
-                    ctx.Scratch.Gemm.Multiply(_coutG, ncols, _k, ref w, _k, 1, ref col[0], ncols, 1, ref tile[0], ncols, false);
+                    // The stacked product lands in the tile; each image's rows are copied out with the bias added
+                    // (the same sum as adding it afterwards, one pass fewer).
+                    ctx.Scratch.Gemm.MultiplyPacked(_coutG, ncols, _k, ref w, ref col[0], ncols, 1, ref tile[0], ncols, false);
                     for (int j = 0; j < count; j++)
                         for (int o = 0; o < _coutG; o++)
-                            tile.AsSpan(o * ncols + j * _p, _p).CopyTo(Y.AsSpan((i0 + j) * outSize + (g * _coutG + o) * _p, _p));
+                        {
+                            ref float src = ref tile[o * ncols + j * _p];
+                            ref float dst = ref Y[(i0 + j) * outSize + (g * _coutG + o) * _p];
+                            if (_bias is null) Small.Copy(ref src, ref dst, _p);
+                            else Small.CopyAdd(ref src, ref dst, _p, _bias.Value[g * _coutG + o]);
+                        }
                 }
             }
-            if (_bias is not null)
+            if (_bias is not null && count == 1)
                 for (int j = 0; j < count; j++)
                     for (int o = 0; o < Out.C; o++)
                         Vec.AddScalar(Y.AsSpan((i0 + j) * outSize + o * _p, _p), _bias.Value[o]);
@@ -85,6 +123,10 @@ internal sealed class ConvOp : TrainOp
         if (grads) acc.AsSpan().Clear();
         int inSize = In.Size, outSize = Out.Size;
         if (ctx.NeedDx && b1 > b0) dx.AsSpan(b0 * inSize, (b1 - b0) * inSize).Clear();
+        float[] packedT = _packedWt[ctx.Worker];
+        if (ctx.NeedDx && b1 > b0)
+            for (int g = 0; g < _groups; g++)
+                Gemm.PackWhole(_k, _coutG, ref _weight.Value[g * _coutG * _k], 1, _k, ref packedT[g * _packedLengthT]);
         for (int i0 = b0; i0 < b1; i0 += _chunk)
         {
             int count = Math.Min(_chunk, b1 - i0), ncols = count * _p;
@@ -103,7 +145,7 @@ internal sealed class ConvOp : TrainOp
                 {
                     for (int j = 0; j < count; j++)
                         for (int o = 0; o < _coutG; o++)
-                            dy.AsSpan((i0 + j) * outSize + (g * _coutG + o) * _p, _p).CopyTo(tile.AsSpan(o * ncols + j * _p, _p));
+                            Small.Copy(ref dy[(i0 + j) * outSize + (g * _coutG + o) * _p], ref tile[o * ncols + j * _p], _p);
                     dyg = tile;
                     dyOff = 0;
                     ld = ncols;
@@ -111,7 +153,7 @@ internal sealed class ConvOp : TrainOp
                 if (grads)
                 {
                     for (int j = 0; j < count; j++)
-                        Im2Col(X.AsSpan((i0 + j) * inSize + g * _cinG * In.Plane), col, ncols, j * _p);
+                        Im2Col(ref X[(i0 + j) * inSize + g * _cinG * In.Plane], col, ncols, j * _p);
                     // dW_gᵀ [K, coutG] += col [K, ncols] x dY_gᵀ: the column matrix is read along its rows (the cheap way
                     // to pack it); Reduce transposes while summing the workers' buffers.
                     ctx.Scratch.Gemm.Multiply(_k, _coutG, ncols, ref col[0], ncols, 1, ref dyg[dyOff], 1, ld, ref acc[g * _coutG * _k], _coutG, true);
@@ -121,9 +163,9 @@ internal sealed class ConvOp : TrainOp
                 }
                 if (ctx.NeedDx)
                 {
-                    ctx.Scratch.Gemm.Multiply(_k, ncols, _coutG, ref _weight.Value[g * _coutG * _k], 1, _k, ref dyg[dyOff], ld, 1, ref col[0], ncols, false);
+                    ctx.Scratch.Gemm.MultiplyPacked(_k, ncols, _coutG, ref packedT[g * _packedLengthT], ref dyg[dyOff], ld, 1, ref col[0], ncols, false);
                     for (int j = 0; j < count; j++)
-                        Col2Im(col, ncols, j * _p, dx.AsSpan((i0 + j) * inSize + g * _cinG * In.Plane));
+                        Col2Im(col, ncols, j * _p, ref dx[(i0 + j) * inSize + g * _cinG * In.Plane]);
                 }
             }
         }
@@ -156,90 +198,253 @@ internal sealed class ConvOp : TrainOp
         }
     }
 
-    /// <summary>Gathers one image's group input [cinG, H, W] into rows (ci, ky, kx) of col, columns offset.. offset+P.</summary>
-    private void Im2Col(ReadOnlySpan<float> x, float[] col, int ld, int offset)
+    /// <summary>Gathers one image's group input [cinG, H, W] (at <paramref name="x"/>) into rows (ci, ky, kx) of col,
+    /// columns offset.. offset+P; taps that fall in the padding are zero.</summary>
+    private void Im2Col(ref float x, float[] col, int ld, int offset)
     {
-        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, s = _stride, pad = _pad;
+        if (_stride == 1)
+        {
+            Im2ColUnitStride(ref x, col, ld, offset);
+            return;
+        }
+        if (_kw >= _stride)
+        {
+            Im2ColStrided(ref x, col, ld, offset);
+            return;
+        }
+        int h = In.H, w = In.W, ow = Out.W, s = _stride, pad = _pad, plane = In.Plane, p = _p;
+        ref float dst0 = ref col[offset];
         int row = 0;
         for (int ci = 0; ci < _cinG; ci++)
         {
-            ReadOnlySpan<float> plane = x.Slice(ci * h * w, h * w);
+            ref float xc = ref Unsafe.Add(ref x, ci * plane);
             for (int ky = 0; ky < _kh; ky++)
             {
+                // Output rows [oyLo, oyHi) read input rows inside the image; the others are all padding.
+                int oyLo = _oyLo[ky], oyHi = _oyHi[ky];
                 for (int kx = 0; kx < _kw; kx++, row++)
                 {
-                    Span<float> dst = col.AsSpan(row * ld + offset, oh * ow);
-                    // Output columns whose input x = ox*s - pad + kx lies inside [0, w).
-                    ValidColumns(kx, out int oxLo, out int oxHi);
-                    for (int oy = 0; oy < oh; oy++)
+                    ref float dst = ref Unsafe.Add(ref dst0, (nint)row * ld);
+                    int oxLo = _oxLo[kx], oxHi = _oxHi[kx], n = oxHi - oxLo;
+                    if (n <= 0)
                     {
-                        int iy = oy * s - pad + ky;
-                        Span<float> d = dst.Slice(oy * ow, ow);
-                        if ((uint)iy >= (uint)h || oxHi <= oxLo)
-                        {
-                            d.Clear();
-                            continue;
-                        }
-                        d.Slice(0, oxLo).Clear();
-                        d.Slice(oxHi).Clear();
-                        ReadOnlySpan<float> src = plane.Slice(iy * w);
-                        int ix = oxLo * s - pad + kx;
-                        if (s == 1) src.Slice(ix, oxHi - oxLo).CopyTo(d.Slice(oxLo));
+                        MemoryMarshalEx.Clear(ref dst, p);
+                        continue;
+                    }
+                    MemoryMarshalEx.Clear(ref dst, oyLo * ow);
+                    MemoryMarshalEx.Clear(ref Unsafe.Add(ref dst, oyHi * ow), (_oyCount - oyHi) * ow);
+                    for (int oy = oyLo; oy < oyHi; oy++)
+                    {
+                        ref float d = ref Unsafe.Add(ref dst, oy * ow);
+                        for (int ox = 0; ox < oxLo; ox++) Unsafe.Add(ref d, ox) = 0f;
+                        for (int ox = oxHi; ox < ow; ox++) Unsafe.Add(ref d, ox) = 0f;
+                        ref float src = ref Unsafe.Add(ref xc, (oy * s - pad + ky) * w + oxLo * s - pad + kx);
+                        if (s == 1) Small.Copy(ref src, ref Unsafe.Add(ref d, oxLo), n);
                         else
-                            for (int ox = oxLo; ox < oxHi; ox++, ix += s) d[ox] = src[ix];
+                            for (int ox = 0; ox < n; ox++) Unsafe.Add(ref d, oxLo + ox) = Unsafe.Add(ref src, ox * s);
                     }
                 }
             }
         }
     }
 
-    /// <summary>Adds rows (ci, ky, kx) of dcol back onto one image's group input gradient [cinG, H, W].</summary>
-    private void Col2Im(float[] col, int ld, int offset, Span<float> dx)
+    /// <summary>Adds rows (ci, ky, kx) of dcol back onto one image's group input gradient [cinG, H, W] (at <paramref name="dx"/>).</summary>
+    private void Col2Im(float[] col, int ld, int offset, ref float dx)
     {
-        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, s = _stride, pad = _pad;
+        if (_stride == 1)
+        {
+            Col2ImUnitStride(col, ld, offset, ref dx);
+            return;
+        }
+        int w = In.W, ow = Out.W, s = _stride, pad = _pad, plane = In.Plane;
+        ref float src0 = ref col[offset];
         int row = 0;
         for (int ci = 0; ci < _cinG; ci++)
         {
-            Span<float> plane = dx.Slice(ci * h * w, h * w);
+            ref float dc = ref Unsafe.Add(ref dx, ci * plane);
             for (int ky = 0; ky < _kh; ky++)
             {
+                int oyLo = _oyLo[ky], oyHi = _oyHi[ky];
                 for (int kx = 0; kx < _kw; kx++, row++)
                 {
-                    ReadOnlySpan<float> src = col.AsSpan(row * ld + offset, oh * ow);
-                    ValidColumns(kx, out int oxLo, out int oxHi);
-                    if (oxHi <= oxLo) continue;
-                    for (int oy = 0; oy < oh; oy++)
+                    int oxLo = _oxLo[kx], n = _oxHi[kx] - oxLo;
+                    if (n <= 0) continue;
+                    ref float src = ref Unsafe.Add(ref src0, (nint)row * ld);
+                    for (int oy = oyLo; oy < oyHi; oy++)
                     {
-                        int iy = oy * s - pad + ky;
-                        if ((uint)iy >= (uint)h) continue;
-                        ReadOnlySpan<float> sr = src.Slice(oy * ow);
-                        Span<float> d = plane.Slice(iy * w);
-                        int ix = oxLo * s - pad + kx;
-                        if (s == 1) Add(sr.Slice(oxLo, oxHi - oxLo), d.Slice(ix, oxHi - oxLo));
+                        ref float sr = ref Unsafe.Add(ref src, oy * ow + oxLo);
+                        ref float d = ref Unsafe.Add(ref dc, (oy * s - pad + ky) * w + oxLo * s - pad + kx);
+                        if (s == 1) Small.Add(ref sr, ref d, n);
                         else
-                            for (int ox = oxLo; ox < oxHi; ox++, ix += s) d[ix] += sr[ox];
+                            for (int ox = 0; ox < n; ox++) Unsafe.Add(ref d, ox * s) += Unsafe.Add(ref sr, ox);
                     }
                 }
             }
         }
     }
 
-    /// <summary>The output columns [lo, hi) whose input column ox*stride - pad + kx lies inside the image.</summary>
-    private void ValidColumns(int kx, out int lo, out int hi)
+    /// <summary>Stride 1: every row (ci, ky, kx) of col is OH runs of OW floats read from the zero-padded input (copied
+    /// once into the tail of col; the input itself without padding), so no run needs bounds.</summary>
+    private void Im2ColUnitStride(ref float x, float[] col, int ld, int offset)
     {
-        int s = _stride, first = _pad - kx, last = In.W - 1 + _pad - kx;
-        lo = first <= 0 ? 0 : Math.Min(Out.W, (first + s - 1) / s);
-        hi = last < 0 ? 0 : Math.Min(Out.W, last / s + 1);
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, pad = _pad, plane = In.Plane;
+        int wp = w + 2 * pad, pplane = (h + 2 * pad) * wp;
+        ref float xp = ref x;
+        if (pad > 0)
+        {
+            int start = _k * _chunk * _p;
+            xp = ref col[start];
+            MemoryMarshalEx.Clear(ref xp, _cinG * pplane);
+            for (int ci = 0; ci < _cinG; ci++)
+                for (int iy = 0; iy < h; iy++)
+                    Small.Copy(ref Unsafe.Add(ref x, ci * plane + iy * w), ref Unsafe.Add(ref xp, ci * pplane + (iy + pad) * wp + pad), w);
+        }
+        ref float dst0 = ref col[offset];
+        int row = 0;
+        for (int ci = 0; ci < _cinG; ci++)
+            for (int ky = 0; ky < _kh; ky++)
+                for (int kx = 0; kx < _kw; kx++, row++)
+                {
+                    ref float src = ref Unsafe.Add(ref xp, ci * pplane + ky * wp + kx);
+                    ref float dst = ref Unsafe.Add(ref dst0, (nint)row * ld);
+                    for (int oy = 0; oy < oh; oy++)
+                        Small.Copy(ref Unsafe.Add(ref src, oy * wp), ref Unsafe.Add(ref dst, oy * ow), ow);
+                }
+    }
+
+    /// <summary>Stride s &gt; 1: the zero-padded input is first split by column phase (row iy, phase r holds padded
+    /// columns r, r+s, ...), so that the taps of one output row, columns ox*s + kx, are the contiguous run
+    /// phase kx mod s from kx / s: every row of col is OH contiguous copies.</summary>
+    private void Im2ColStrided(ref float x, float[] col, int ld, int offset)
+    {
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, pad = _pad, s = _stride, plane = In.Plane;
+        int len = PhaseLength, rowLen = s * len, hp = h + 2 * pad, pplane = hp * rowLen;
+        ref float ph = ref col[_k * _chunk * _p];
+        MemoryMarshalEx.Clear(ref ph, _cinG * pplane);
+        for (int ci = 0; ci < _cinG; ci++)
+            for (int iy = 0; iy < h; iy++)
+            {
+                ref float src = ref Unsafe.Add(ref x, ci * plane + iy * w);
+                ref float dst = ref Unsafe.Add(ref ph, ci * pplane + (iy + pad) * rowLen);
+                for (int ix = 0; ix < w; ix++)
+                {
+                    int xp = ix + pad;
+                    Unsafe.Add(ref dst, xp % s * len + xp / s) = Unsafe.Add(ref src, ix);
+                }
+            }
+        ref float dst0 = ref col[offset];
+        int row = 0;
+        for (int ci = 0; ci < _cinG; ci++)
+            for (int ky = 0; ky < _kh; ky++)
+                for (int kx = 0; kx < _kw; kx++, row++)
+                {
+                    ref float src = ref Unsafe.Add(ref ph, ci * pplane + ky * rowLen + kx % s * len + kx / s);
+                    ref float dst = ref Unsafe.Add(ref dst0, (nint)row * ld);
+                    for (int oy = 0; oy < oh; oy++)
+                        Small.Copy(ref Unsafe.Add(ref src, oy * s * rowLen), ref Unsafe.Add(ref dst, oy * ow), ow);
+                }
+    }
+
+    /// <summary>Stride 1: adds every row of dcol onto the zero-padded input gradient (in the tail of col, in the same
+    /// order as the general path, so each sum is the same), then copies its inside to <paramref name="dx"/> (which is
+    /// zero before: each image and group is scattered once). Without padding, straight onto dx.</summary>
+    private void Col2ImUnitStride(float[] col, int ld, int offset, ref float dx)
+    {
+        int h = In.H, w = In.W, oh = Out.H, ow = Out.W, pad = _pad, plane = In.Plane;
+        int wp = w + 2 * pad, pplane = (h + 2 * pad) * wp;
+        ref float dp = ref dx;
+        if (pad > 0)
+        {
+            dp = ref col[_k * _chunk * _p];
+            MemoryMarshalEx.Clear(ref dp, _cinG * pplane);
+        }
+        ref float src0 = ref col[offset];
+        int row = 0;
+        for (int ci = 0; ci < _cinG; ci++)
+            for (int ky = 0; ky < _kh; ky++)
+                for (int kx = 0; kx < _kw; kx++, row++)
+                {
+                    ref float src = ref Unsafe.Add(ref src0, (nint)row * ld);
+                    ref float d = ref Unsafe.Add(ref dp, ci * pplane + ky * wp + kx);
+                    for (int oy = 0; oy < oh; oy++)
+                        Small.Add(ref Unsafe.Add(ref src, oy * ow), ref Unsafe.Add(ref d, oy * wp), ow);
+                }
+        if (pad > 0)
+            for (int ci = 0; ci < _cinG; ci++)
+                for (int iy = 0; iy < h; iy++)
+                    Small.Copy(ref Unsafe.Add(ref dp, ci * pplane + (iy + pad) * wp + pad), ref Unsafe.Add(ref dx, ci * plane + iy * w), w);
+    }
+
+    /// <summary>The output positions [lo, hi) along one axis (of <paramref name="outSize"/>) whose input position
+    /// o*stride - pad + tap lies inside [0, inSize).</summary>
+    private static void ValidRange(int tap, int inSize, int outSize, int stride, int pad, out int lo, out int hi)
+    {
+        int first = pad - tap, last = inSize - 1 + pad - tap;
+        lo = first <= 0 ? 0 : Math.Min(outSize, (first + stride - 1) / stride);
+        hi = last < 0 ? 0 : Math.Min(outSize, last / stride + 1);
         if (hi < lo) hi = lo;
     }
+}
 
-    private static void Add(ReadOnlySpan<float> src, Span<float> dst)
+/// <summary>Copies and adds of short rows (a few to a few dozen floats: one output row of a convolution).</summary>
+internal static class Small
+{
+    /// <summary>dst[0..n) = src[0..n); the two ranges must not overlap. Remainders by an overlapping last vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Copy(ref float src, ref float dst, int n)
+    {
+        if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            int i = 0;
+            for (; i + 8 <= n; i += 8) Vector256.LoadUnsafe(ref src, (nuint)i).StoreUnsafe(ref dst, (nuint)i);
+            if (i < n) Vector256.LoadUnsafe(ref src, (nuint)(n - 8)).StoreUnsafe(ref dst, (nuint)(n - 8));
+            return;
+        }
+        if (Vector128.IsHardwareAccelerated && n >= 4)
+        {
+            int i = 0;
+            for (; i + 4 <= n; i += 4) Vector128.LoadUnsafe(ref src, (nuint)i).StoreUnsafe(ref dst, (nuint)i);
+            if (i < n) Vector128.LoadUnsafe(ref src, (nuint)(n - 4)).StoreUnsafe(ref dst, (nuint)(n - 4));
+            return;
+        }
+        for (int i = 0; i < n; i++) Unsafe.Add(ref dst, i) = Unsafe.Add(ref src, i);
+    }
+
+    /// <summary>dst[0..n) = src[0..n) + <paramref name="b"/>; the two ranges must not overlap.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void CopyAdd(ref float src, ref float dst, int n, float b)
+    {
+        if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            Vector256<float> vb = Vector256.Create(b);
+            int i = 0;
+            for (; i + 8 <= n; i += 8) (Vector256.LoadUnsafe(ref src, (nuint)i) + vb).StoreUnsafe(ref dst, (nuint)i);
+            if (i < n) (Vector256.LoadUnsafe(ref src, (nuint)(n - 8)) + vb).StoreUnsafe(ref dst, (nuint)(n - 8));
+            return;
+        }
+        if (Vector128.IsHardwareAccelerated && n >= 4)
+        {
+            Vector128<float> vb = Vector128.Create(b);
+            int i = 0;
+            for (; i + 4 <= n; i += 4) (Vector128.LoadUnsafe(ref src, (nuint)i) + vb).StoreUnsafe(ref dst, (nuint)i);
+            if (i < n) (Vector128.LoadUnsafe(ref src, (nuint)(n - 4)) + vb).StoreUnsafe(ref dst, (nuint)(n - 4));
+            return;
+        }
+        for (int i = 0; i < n; i++) Unsafe.Add(ref dst, i) = Unsafe.Add(ref src, i) + b;
+    }
+
+    /// <summary>dst[0..n) += src[0..n) (each element once: no overlapping remainder).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Add(ref float src, ref float dst, int n)
     {
         int i = 0;
-        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
-            for (; i + 8 <= src.Length; i += 8)
-                (System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref dst[i]) + System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref Unsafe.AsRef(in src[i]))).StoreUnsafe(ref dst[i]);
-        for (; i < src.Length; i++) dst[i] += src[i];
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= n; i += 8)
+                (Vector256.LoadUnsafe(ref dst, (nuint)i) + Vector256.LoadUnsafe(ref src, (nuint)i)).StoreUnsafe(ref dst, (nuint)i);
+        if (Vector128.IsHardwareAccelerated)
+            for (; i + 4 <= n; i += 4)
+                (Vector128.LoadUnsafe(ref dst, (nuint)i) + Vector128.LoadUnsafe(ref src, (nuint)i)).StoreUnsafe(ref dst, (nuint)i);
+        for (; i < n; i++) Unsafe.Add(ref dst, i) += Unsafe.Add(ref src, i);
     }
 }
 

@@ -184,6 +184,9 @@ internal sealed class MaxPoolOp : TrainOp
         bool separable = _p == 0 && w <= 2048;
         Span<float> colMax = separable ? stackalloc float[w] : default;
         Span<int> colArg = separable ? stackalloc int[w] : default;
+        Span<float> winMax = separable ? stackalloc float[w] : default;
+        Span<int> winArg = separable ? stackalloc int[w] : default;
+        int full = separable ? Math.Max(0, w - _k + 1) : 0; // window starts whose whole window lies inside the row
         for (int b = b0; b < b1; b++)
         {
             for (int c = 0; c < In.C; c++)
@@ -197,9 +200,16 @@ internal sealed class MaxPoolOp : TrainOp
                     {
                         // The window's rows reduced with vector compares (keeping the first maximum's index), then its columns.
                         ColumnMax(ref x, ys, ye, w, colMax, colArg);
+                        WindowMax(colMax, colArg, full, _k, winMax, winArg);
                         for (int ox = 0; ox < ow; ox++)
                         {
                             int xs = ox * _s, xe = Math.Min(xs + _k, w);
+                            if (xs < full)
+                            {
+                                Unsafe.Add(ref y0, outBase + oy * ow + ox) = winMax[xs];
+                                Unsafe.Add(ref a0, outBase + oy * ow + ox) = winArg[xs];
+                                continue;
+                            }
                             float best = colMax[xs];
                             int arg = colArg[xs];
                             for (int xx = xs + 1; xx < xe; xx++)
@@ -241,6 +251,48 @@ internal sealed class MaxPoolOp : TrainOp
         }
     }
 
+    /// <summary>For every window start x in [0, <paramref name="full"/>), the maximum of columns x .. x+k-1 and its index:
+    /// the same sequence of strict compares as the scalar loop (first maximum kept), k shifted vectors at a time.</summary>
+    private static void WindowMax(Span<float> colMax, Span<int> colArg, int full, int k, Span<float> winMax, Span<int> winArg)
+    {
+        int vw = Vector<float>.Count, i = 0;
+        if (Vector.IsHardwareAccelerated && full >= vw)
+        {
+            ref float cm = ref colMax[0];
+            ref int ca = ref colArg[0];
+            while (true)
+            {
+                var best = Vector.LoadUnsafe(ref Unsafe.Add(ref cm, i));
+                var arg = Vector.LoadUnsafe(ref Unsafe.Add(ref ca, i));
+                for (int t = 1; t < k; t++)
+                {
+                    var v = Vector.LoadUnsafe(ref Unsafe.Add(ref cm, i + t));
+                    Vector<int> gt = Vector.GreaterThan(v, best);
+                    best = Vector.ConditionalSelect(gt, v, best);
+                    arg = Vector.ConditionalSelect(gt, Vector.LoadUnsafe(ref Unsafe.Add(ref ca, i + t)), arg);
+                }
+                best.StoreUnsafe(ref winMax[i]);
+                arg.StoreUnsafe(ref winArg[i]);
+                if (i + vw == full) return;
+                i = Math.Min(i + vw, full - vw); // the last vector overlaps the one before
+            }
+        }
+        for (; i < full; i++)
+        {
+            float best = colMax[i];
+            int arg = colArg[i];
+            for (int t = 1; t < k; t++)
+            {
+                float v = colMax[i + t];
+                bool gt = v > best;
+                arg = gt ? colArg[i + t] : arg;
+                best = gt ? v : best;
+            }
+            winMax[i] = best;
+            winArg[i] = arg;
+        }
+    }
+
     /// <summary>For every column, the maximum over rows [ys, ye) and the plane index of its first occurrence.</summary>
     private static void ColumnMax(ref float x, int ys, int ye, int w, Span<float> colMax, Span<int> colArg)
     {
@@ -248,7 +300,7 @@ internal sealed class MaxPoolOp : TrainOp
         if (Vector.IsHardwareAccelerated)
         {
             Vector<int> iota = Vector<int>.Indices;
-            for (; i + vw <= w; i += vw)
+            for (; i + vw <= w; i = i + vw < w && i + 2 * vw > w ? w - vw : i + vw)
             {
                 var best = Vector.LoadUnsafe(ref Unsafe.Add(ref x, ys * w + i));
                 Vector<int> arg = iota + new Vector<int>(ys * w + i);

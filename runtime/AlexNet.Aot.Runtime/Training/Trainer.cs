@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Numerics;
 using System.Threading;
 
 namespace AlexNet.Aot.Training;
@@ -374,6 +375,24 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         float lr = LearningRate, mu = Momentum, wd = WeightDecay;
         bool first = OptimizerSteps == 0;
         float[] w = t.Value, g = t.Gradient, m = t.Momentum;
+        if (Vector.IsHardwareAccelerated && e - s >= Vector<float>.Count)
+        {
+            // The same operations lane by lane (multiply, then add: no fused multiply-add), so the result is the scalar loop's.
+            int vw = Vector<float>.Count;
+            var vlr = new Vector<float>(lr);
+            var vmu = new Vector<float>(mu);
+            var vwd = new Vector<float>(wd);
+            ref float w0 = ref w[0], g0 = ref g[0], m0 = ref m[0];
+            for (; s + vw <= e; s += vw)
+            {
+                nuint i = (nuint)s;
+                Vector<float> wv = Vector.LoadUnsafe(ref w0, i);
+                Vector<float> d = Vector.LoadUnsafe(ref g0, i) + vwd * wv;
+                Vector<float> buf = first ? d : vmu * Vector.LoadUnsafe(ref m0, i) + d;
+                buf.StoreUnsafe(ref m0, i);
+                (wv - vlr * buf).StoreUnsafe(ref w0, i);
+            }
+        }
         for (long i = s; i < e; i++)
         {
             float d = g[i] + wd * w[i];
