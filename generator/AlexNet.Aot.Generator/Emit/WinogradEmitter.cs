@@ -19,7 +19,7 @@ internal static class WinogradEmitter
     {
         int m = L.WinogradTile;
         w.Line($"/// <summary>Winograd {L.WinogradName}: the output tile's side, {I(m)}x{I(m)} output tiles per column and per row, tiles in all, tile columns");
-        w.Line($"/// (padded to {I(Planner.WinogradColumnAlign)}), and where the transformed input [Groups][36][CinG][TileColumns] starts in the image's region.</summary>");
+        w.Line($"/// (padded to {I(Planner.WinogradColumnAlign)}), and where the transformed input [Groups][36][TileColumns / 16][CinG][16] starts in the image's region.</summary>");
         w.Line($"public const int Tile = {I(m)}, TilesH = {I(L.TilesH)}, TilesW = {I(L.TilesW)}, Tiles = {I(L.TilesH * L.TilesW)}, TileColumns = {I(L.TileColumns)}, TransformOffset = {I(L.TransformOffset)};");
         w.Line("/// <summary>Tile columns one product works on at once (their transformed input, 36 x CinG x TileBlock floats, stays in L2), and the blocks.</summary>");
         w.Line($"public const int TileBlock = {I(L.TileBlock)}, TileBlocks = {I((L.TileColumns + L.TileBlock - 1) / L.TileBlock)};");
@@ -148,7 +148,8 @@ internal static class WinogradEmitter
         w.Line("/// <summary>");
         w.Line($"/// Input transform on the {X(isa.Description)} path, this worker's share of the {I(L.InC)} input channels: each channel's tiles are");
         w.Line("/// gathered into <paramref name=\"d\"/> (this worker's scratch, [36][TileColumns]) and transformed, lane by lane of tiles, into");
-        w.Line("/// v[g][ξ][c][t], which the whole team then reads.");
+        w.Line("/// v[g][ξ][t / 16][c][t % 16] (groups of 16 tile columns, so that a product reads each group's channels in sequence), which");
+        w.Line("/// the whole team then reads.");
         w.Line("/// </summary>");
         using (w.Block($"private static void WinogradInput{isa.Suffix}(ref float src, ref float v, ref float d, int part, int parts)"))
         {
@@ -162,9 +163,9 @@ internal static class WinogradEmitter
             {
                 w.Line("WinogradGather(ref Unsafe.Add(ref src, c * (InH * InW)), ref d);");
                 w.Line("int g = c / CinG;");
-                w.Line("ref float vc = ref Unsafe.Add(ref v, (g * 36 * CinG + (c - g * CinG)) * TileColumns);");
+                w.Line("ref float vc = ref Unsafe.Add(ref v, g * 36 * CinG * TileColumns + (c - g * CinG) * 16);");
                 string step = isa.IsScalar ? "1" : I(isa.Lanes);
-                w.Line($"for (int l = 0; l < TileColumns; l += {step}) InputTransform{isa.Suffix}(ref Unsafe.Add(ref d, l), ref Unsafe.Add(ref vc, l));");
+                w.Line($"for (int l = 0; l < TileColumns; l += {step}) InputTransform{isa.Suffix}(ref Unsafe.Add(ref d, l), ref Unsafe.Add(ref vc, (l >> 4) * (CinG * 16) + (l & 15)));");
             }
         }
     }
@@ -237,23 +238,23 @@ internal static class WinogradEmitter
         int cols = isa.IsScalar ? nr : isa.WinogradVectors;
         w.Line("/// <summary>");
         w.Line($"/// The 36 products M[ξ] = U[ξ] V[ξ] on the {X(isa.Description)} path, then the output transform, for this worker's share of the");
-        w.Line($"/// {I(L.Groups * blocks * mPanels)} (group, tile block, row panel) units ({I(L.Groups)} x {I(blocks)} x {I(mPanels)}; row panels vary fastest, so a worker's tile block");
-        w.Line($"/// of V stays in its L2 while the weights stream by): register tiles of {I(mr)} output channels x {I(nr)} tiles");
+        w.Line($"/// {I(L.Groups * mPanels)} (group, row panel) pairs ({I(L.Groups)} x {I(mPanels)}), block by block of tile columns ({I(blocks)}; a block of V stays in the");
+        w.Line($"/// worker's L2 while its row panels of weights stream by): register tiles of {I(mr)} output channels x {I(nr)} tiles");
         w.Line($"/// ({(isa.IsScalar ? I(mr * nr) + " scalar" : I(mr * cols) + " vector")} accumulators) run over the {I(L.CinG)} input channels, {I(mr)} weight broadcasts and");
         w.Line($"/// {I(mr * cols)} {(isa.IsScalar ? "multiply-adds" : "vector FMAs")} per channel. M goes to this worker's scratch [36][{I(mr)}][TileBlock]; each channel's tiles");
         w.Line($"/// are then transformed (Aᵀ M A, bias{(L.FuseRelu ? ", ReLU" : "")}) and scattered into the output plane.");
         w.Line("/// </summary>");
         using (w.Block($"private static void WinogradConv{isa.Suffix}(ref float v, ref float m, ref float w, ref float bias, ref float output, int part, int parts)"))
         {
-            w.Line($"const int MR = {I(mr)}, MPanels = {I(mPanels)}, VS = CinG * TileColumns, Units = Groups * TileBlocks * MPanels;");
+            w.Line($"const int MR = {I(mr)}, MPanels = {I(mPanels)}, VS = CinG * TileColumns;");
             w.Line($"ref float y = ref Unsafe.Add(ref m, {I(36 * Planner.WinogradMaxRows)} * TileColumns); // the output tiles [Tile * Tile][TileBlock]");
-            w.Line("int u0 = (int)((long)Units * part / parts), u1 = (int)((long)Units * (part + 1) / parts);");
-            using (w.Block("for (int u = u0; u < u1; u++)"))
+            w.Line("int t0 = (int)((long)(Groups * MPanels) * part / parts), t1 = (int)((long)(Groups * MPanels) * (part + 1) / parts);");
+            w.Line("for (int block = 0; block < TileBlocks; block++)");
+            using (w.Block("for (int t = t0; t < t1; t++)"))
             {
-                w.Line("int g = u / (TileBlocks * MPanels), rest = u - g * (TileBlocks * MPanels);");
-                w.Line("int block = rest / MPanels, mp = rest - block * MPanels, m0 = mp * MR;");
+                w.Line("int g = t / MPanels, mp = t - g * MPanels, m0 = mp * MR;");
                 w.Line("int nb = block * TileBlock, width = TileColumns - nb < TileBlock ? TileColumns - nb : TileBlock;");
-                w.Line("ref float vg = ref Unsafe.Add(ref v, g * 36 * VS + nb);");
+                w.Line("ref float vg = ref Unsafe.Add(ref v, g * 36 * VS);");
                 w.Line("ref float panel = ref Unsafe.Add(ref w, (g * MPanels + mp) * (36 * CinG * MR));");
                 using (w.Block("for (int e = 0; e < 36; e++)"))
                 {
@@ -268,11 +269,12 @@ internal static class WinogradEmitter
                             for (int j = 0; j < cols; j++) sb.Append(j > 0 ? ", " : "").Append($"c{r}_{j} = {(isa.IsScalar ? "0f" : T + ".Zero")}");
                             w.Line(sb + ";");
                         }
-                        w.Line("ref float vn = ref Unsafe.Add(ref ve, n0);");
+                        w.Line("int n = nb + n0;");
+                        w.Line("ref float vn = ref Unsafe.Add(ref ve, (n >> 4) * (CinG * 16) + (n & 15));");
                         using (w.Block("for (int c = 0; c < CinG; c++)"))
                         {
                             for (int j = 0; j < cols; j++)
-                                w.Line($"{T} b{j} = {Load(isa, "vn", "c * TileColumns" + (j > 0 ? " + " + I(isa.IsScalar ? j : j * isa.Lanes) : ""))};");
+                                w.Line($"{T} b{j} = {Load(isa, "vn", "c * 16" + (j > 0 ? " + " + I(isa.IsScalar ? j : j * isa.Lanes) : ""))};");
                             w.Line("ref float ac = ref Unsafe.Add(ref ae, c * MR);");
                             for (int r = 0; r < mr; r++)
                             {
