@@ -79,6 +79,7 @@ public sealed class CliTests : IDisposable
     [InlineData("--output given twice", "run", "--output", "a", "--output", "b")]
     [InlineData("give at least one INPUT.f32", "classify", "--model", "tv-mini", "--weights", "w")]
     [InlineData("--rule nope: unknown rule", "make-input", "--rule", "nope", "--shape", "1x2", "--output", "o")]
+    [InlineData("--conv fast: expected auto or direct", "bench", "--model", "tv-mini", "--conv", "fast")]
     public void Usage_errors_exit_2_with_one_clear_message(string expected, params string[] args)
     {
         CliResult r = Cli.Run(args);
@@ -268,6 +269,26 @@ public sealed class CliTests : IDisposable
         JsonElement conv1 = layers[0].GetProperty("parameters")[0];
         Assert.Equal("features.0.weight", conv1.GetProperty("key").GetString());
         Assert.Equal(new[] { 16, 3, 11, 11 }, conv1.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        Assert.Equal(new[] { "direct", "winograd", "winograd", "winograd", "winograd" },
+            layers.EnumerateArray().Take(5).Select(l => l.GetProperty("algorithm").GetString()).ToArray());
+    }
+
+    [Theory]
+    [InlineData("auto", "winograd")]
+    [InlineData("direct", "direct")]
+    public void Bench_json_says_how_each_convolution_ran(string conv, string conv3Algorithm)
+    {
+        string json = Temp("bench.json");
+        CliResult r = Cli.Run("bench", "--model", "tv-mini", "--threads", "1", "--iterations", "2", "--conv", conv, "--json", json);
+        AssertOk(r);
+        Assert.Contains("convolutions " + conv, r.Stdout);
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(json));
+        Assert.Equal(conv, doc.RootElement.GetProperty("conv").GetString());
+        JsonElement layers = doc.RootElement.GetProperty("layers");
+        Assert.Equal("direct", layers[0].GetProperty("algorithm").GetString());
+        Assert.Equal(conv3Algorithm, layers[2].GetProperty("algorithm").GetString());
+        Assert.Equal("dense", layers[7].GetProperty("algorithm").GetString());
+        Assert.True(doc.RootElement.GetProperty("total").GetProperty("ms_per_batch").GetDouble() > 0);
     }
 
     [Fact]
