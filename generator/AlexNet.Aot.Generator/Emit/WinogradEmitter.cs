@@ -22,7 +22,7 @@ internal static class WinogradEmitter
         w.Line($"/// (padded to {I(Planner.WinogradColumnAlign)}), and where the transformed input [Groups][36][TileColumns / 16][CinG][16] starts in the image's region.</summary>");
         w.Line($"public const int Tile = {I(m)}, TilesH = {I(L.TilesH)}, TilesW = {I(L.TilesW)}, Tiles = {I(L.TilesH * L.TilesW)}, TileColumns = {I(L.TileColumns)}, TransformOffset = {I(L.TransformOffset)};");
         w.Line("/// <summary>Tile columns one product works on at once (their transformed input, 36 x CinG x TileBlock floats, stays in L2), and the blocks.</summary>");
-        w.Line($"public const int TileBlock = {I(L.TileBlock)}, TileBlocks = {I((L.TileColumns + L.TileBlock - 1) / L.TileBlock)};");
+        w.Line($"public const int TileBlock = {I(L.TileBlock)}, TileBlocks = {I(L.TileBlocks)};");
         w.Line();
         w.Line("/// <summary>Output channels per Winograd row panel on the path in use.</summary>");
         w.Line("public static int WinogradRows => " + LayerEmitter.RowsLadder(isa => isa.WinogradRows) + ";");
@@ -233,7 +233,7 @@ internal static class WinogradEmitter
     {
         int mr = isa.WinogradRows, nr = isa.WinogradColumns;
         int mPanels = (L.CoutG + mr - 1) / mr;
-        int blocks = (L.TileColumns + L.TileBlock - 1) / L.TileBlock;
+        int blocks = L.TileBlocks;
         string T = Type(isa);
         int cols = isa.IsScalar ? nr : isa.WinogradVectors;
         w.Line("/// <summary>");

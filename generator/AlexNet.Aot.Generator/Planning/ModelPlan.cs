@@ -60,7 +60,7 @@ internal sealed record LayerPlan(
     public StepPlan Main => Steps[0];
     public int FinalSize => FinalC * FinalH * FinalW;
     /// <summary>The Winograd output tile: 4 (F(4x4, 3x3)) or 2 (F(2x2, 5x5)).</summary>
-    public int WinogradTile => 7 - Spec.KernelW;
+    public int WinogradTile => Planner.WinogradTile(Spec.KernelW);
     /// <summary>Winograd output tiles per row and per column.</summary>
     public int TilesW => (OutW + WinogradTile - 1) / WinogradTile;
     public int TilesH => (OutH + WinogradTile - 1) / WinogradTile;
@@ -70,6 +70,8 @@ internal sealed record LayerPlan(
     /// weights runs over it from L2; at least 16, at most all of them.
     /// </summary>
     public int TileBlock => System.Math.Max(16, System.Math.Min(TileColumns, (int)(131072L / (36L * CinG)) / 16 * 16));
+    /// <summary>Blocks of <see cref="TileBlock"/> tile columns (the last may be narrower).</summary>
+    public int TileBlocks => (TileColumns + TileBlock - 1) / TileBlock;
     /// <summary>The Winograd form's name: F(4x4, 3x3) or F(2x2, 5x5).</summary>
     public string WinogradName => $"F({WinogradTile}x{WinogradTile}, {Spec.KernelH}x{Spec.KernelW})";
 }

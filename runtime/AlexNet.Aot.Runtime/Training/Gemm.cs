@@ -34,16 +34,7 @@ internal sealed class Gemm
 
     /// <summary>C = (or, with <paramref name="accumulate"/>, +=) A x B; see the class remarks for the strides.</summary>
     public void Multiply(int m, int n, int k, ref float a, nint rsA, nint csA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
-    {
-        if (m <= 0 || n <= 0) return;
-        if (k <= 0)
-        {
-            if (!accumulate)
-                for (int i = 0; i < m; i++) MemoryMarshalEx.Clear(ref Unsafe.Add(ref c, i * ldc), n);
-            return;
-        }
-        Dispatch(m, n, k, ref a, rsA, csA, packedA: false, ref b, rsB, csB, ref c, ldc, accumulate);
-    }
+        => Dispatch(m, n, k, ref a, rsA, csA, packedA: false, ref b, rsB, csB, ref c, ldc, accumulate);
 
     /// <summary>Rows of A per packed panel on this machine's path (the micro-kernel's tile height).</summary>
     public static int PanelRows => Vector512.IsHardwareAccelerated ? 8 : Vector256.IsHardwareAccelerated ? 6 : 4;
@@ -60,6 +51,10 @@ internal sealed class Gemm
 
     /// <summary><see cref="Multiply"/> with A already packed by <see cref="PackWhole"/> (same m and k).</summary>
     public void MultiplyPacked(int m, int n, int k, ref float packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
+        => Dispatch(m, n, k, ref packedA, 0, 0, packedA: true, ref b, rsB, csB, ref c, ldc, accumulate);
+
+    /// <summary>Empty products first (k = 0 clears C unless accumulating), then the path's micro-kernel with its tile height.</summary>
+    private void Dispatch(int m, int n, int k, ref float a, nint rsA, nint csA, bool packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
     {
         if (m <= 0 || n <= 0) return;
         if (k <= 0)
@@ -68,15 +63,10 @@ internal sealed class Gemm
                 for (int i = 0; i < m; i++) MemoryMarshalEx.Clear(ref Unsafe.Add(ref c, i * ldc), n);
             return;
         }
-        Dispatch(m, n, k, ref packedA, 0, 0, packedA: true, ref b, rsB, csB, ref c, ldc, accumulate);
-    }
-
-    private void Dispatch(int m, int n, int k, ref float a, nint rsA, nint csA, bool packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)
-    {
-        if (Vector512.IsHardwareAccelerated) Run<V512>(8, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else if (Vector256.IsHardwareAccelerated) Run<V256>(6, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else if (Vector128.IsHardwareAccelerated) Run<V128>(4, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
-        else Run<V1>(4, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        if (Vector512.IsHardwareAccelerated) Run<V512>(PanelRows, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else if (Vector256.IsHardwareAccelerated) Run<V256>(PanelRows, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else if (Vector128.IsHardwareAccelerated) Run<V128>(PanelRows, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
+        else Run<V1>(PanelRows, m, n, k, ref a, rsA, csA, packedA, ref b, rsB, csB, ref c, ldc, accumulate);
     }
 
     private void Run<V>(int mr, int m, int n, int k, ref float a, nint rsA, nint csA, bool packedA, ref float b, nint rsB, nint csB, ref float c, nint ldc, bool accumulate)

@@ -200,6 +200,20 @@ internal static class FuzzSeeds
 
         public void Op(params byte[] ops) => _b.AddRange(ops);
 
+        /// <summary>Ends a <c>_rebuild_*</c> call as torch.save writes it: requires_grad False and empty backward hooks
+        /// (an <c>OrderedDict()</c>), then the argument tuple closed and reduced.</summary>
+        public void CloseRebuild()
+        {
+            Op(0x89);
+            Global("collections", "OrderedDict");
+            Op((byte)')', (byte)'R');
+            Put();
+            Op((byte)'t');
+            Put();
+            Op((byte)'R');
+            Put();
+        }
+
         public byte[] Bytes => _b.ToArray();
 
         /// <summary>A state dict of <paramref name="tensors"/>; <paramref name="legacy"/>: persistent ids of six fields (with the view).</summary>
@@ -245,24 +259,10 @@ internal static class FuzzSeeds
                 p.Int(t.Offset);
                 p.Tuple(t.Sizes);
                 p.Tuple(t.Strides);
-                p.Op(0x89);
-                p.Global("collections", "OrderedDict");
-                p.Op((byte)')', (byte)'R');
-                p.Put();
-                p.Op((byte)'t');
-                p.Put();
-                p.Op((byte)'R');
-                p.Put();
+                p.CloseRebuild();
                 if (t.Parameter)
                 {
-                    p.Op(0x89);
-                    p.Global("collections", "OrderedDict");
-                    p.Op((byte)')', (byte)'R');
-                    p.Put();
-                    p.Op((byte)'t');
-                    p.Put();
-                    p.Op((byte)'R');
-                    p.Put();
+                    p.CloseRebuild();
                 }
                 string module = t.Key.Contains('.') ? t.Key.Substring(0, t.Key.LastIndexOf('.')) : "";
                 if (!modules.Contains(module)) modules.Add(module);

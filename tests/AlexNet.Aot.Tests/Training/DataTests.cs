@@ -1,5 +1,4 @@
 using System;
-using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.IO.Compression;
@@ -34,21 +33,10 @@ public sealed class DataTests : IDisposable
 
     // ---- IDX files ----
 
-    private static byte[] IdxBytes(uint magic, int[] dims, byte[] data)
-    {
-        var bytes = new byte[4 + 4 * dims.Length + data.Length];
-        BinaryPrimitives.WriteUInt32BigEndian(bytes, magic);
-        for (int d = 0; d < dims.Length; d++) BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(4 + 4 * d), (uint)dims[d]);
-        data.CopyTo(bytes, 4 + 4 * dims.Length);
-        return bytes;
-    }
+    // IDX bytes and gzip: the fuzz seeds' writers.
+    private static byte[] IdxBytes(uint magic, int[] dims, byte[] data) => AlexNet.Aot.Tests.Fuzz.FuzzSeeds.Idx(magic, dims, data);
 
-    private static byte[] Gzip(byte[] raw)
-    {
-        using var ms = new MemoryStream();
-        using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true)) gz.Write(raw);
-        return ms.ToArray();
-    }
+    private static byte[] Gzip(byte[] raw) => AlexNet.Aot.Tests.Fuzz.FuzzSeeds.Gzip(raw);
 
     private string WriteFile(string name, byte[] bytes)
     {
