@@ -60,12 +60,14 @@ internal static class TrainCommand
             "  --val-limit N         validate on the first N validation images only\n" +
             "  --quiet               no progress bar\n" +
             "  --profile             at the end, print each operation's forward and backward time per step\n" +
+            "  --conv auto|direct    auto (default): stride-1 3x3 and 5x5 convolutions with enough channels train by\n" +
+            "                        Winograd; direct: every convolution as column gathers and GEMM\n" +
             "A loss that becomes NaN or infinite stops training at once (exit code 1); the last good checkpoint is kept.\n",
         ValueOptions: new[]
         {
             "--model", "--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule", "--milestones", "--gamma",
             "--step-size", "--patience", "--seed", "--threads", "--init", "--augment", "--out", "--checkpoint-every", "--stop-after",
-            "--weights", "--reinit", "--freeze", "--limit", "--val-data", "--val-split", "--val-limit",
+            "--weights", "--reinit", "--freeze", "--limit", "--val-data", "--val-split", "--val-limit", "--conv",
         },
         Flags: new[] { "--no-dropout", "--quiet", "--profile" },
         AllowsPositionals: false,
@@ -250,6 +252,12 @@ internal static class TrainCommand
             Dropout = dropout,
             Reinitialize = reinit,
             Freeze = freeze,
+            Convolutions = (args.Optional("--conv") ?? "auto") switch
+            {
+                "auto" => ConvolutionAlgorithm.Auto,
+                "direct" => ConvolutionAlgorithm.Direct,
+                string other => throw new UsageException($"train: --conv {other}: expected auto or direct"),
+            },
         });
         checkpoint?.Restore(trainer);
         trainer.Profiling = args.Flag("--profile");
@@ -499,7 +507,8 @@ internal static class TrainCommand
         double total = 0;
         foreach (var r in rows) total += r.Milliseconds;
         if (total <= 0) return;
-        Console.Out.WriteLine($"profile: {ModelCommon.Number(total, "0.0")} ms per step of up to {batch} images ({trainer.Threads} thread(s), {Trainer.KernelPath})");
+        Console.Out.WriteLine($"profile: {ModelCommon.Number(total, "0.0")} ms per step of up to {batch} images ({trainer.Threads} thread(s), {Trainer.KernelPath}; " +
+            (trainer.WinogradLayers.Count == 0 ? "no Winograd layers)" : "Winograd: " + string.Join(", ", trainer.WinogradLayers) + ")"));
         Console.Out.WriteLine("OPERATION          PASS                       MS   SHARE");
         foreach (var (op, pass, ms) in rows)
             Console.Out.WriteLine($"{op,-18} {pass,-22} {ModelCommon.Number(ms, "0.00"),8} {ModelCommon.Number(100 * ms / total, "0.0"),6}%");

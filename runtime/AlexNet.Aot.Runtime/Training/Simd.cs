@@ -28,6 +28,15 @@ internal interface IVec<TSelf> where TSelf : struct, IVec<TSelf>
 
     /// <summary>a * b + c: fused where the hardware has FMA, multiply then add where it does not.</summary>
     static abstract TSelf MulAdd(TSelf a, TSelf b, TSelf c);
+
+    /// <summary>a + b.</summary>
+    static abstract TSelf Add(TSelf a, TSelf b);
+
+    /// <summary>a - b.</summary>
+    static abstract TSelf Sub(TSelf a, TSelf b);
+
+    /// <summary>a * s.</summary>
+    static abstract TSelf Scale(TSelf a, float s);
 }
 
 /// <summary>AVX-512: 16 floats.</summary>
@@ -40,6 +49,9 @@ internal struct V512 : IVec<V512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(V512 v, ref float p) => v.V.StoreUnsafe(ref p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Broadcast(float x) => new() { V = Vector512.Create(x) };
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 MulAdd(V512 a, V512 b, V512 c) => new() { V = Vector512.MultiplyAddEstimate(a.V, b.V, c.V) };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Add(V512 a, V512 b) => new() { V = a.V + b.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Sub(V512 a, V512 b) => new() { V = a.V - b.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Scale(V512 a, float s) => new() { V = a.V * s };
 }
 
 /// <summary>AVX2 + FMA: 8 floats.</summary>
@@ -52,6 +64,9 @@ internal struct V256 : IVec<V256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(V256 v, ref float p) => v.V.StoreUnsafe(ref p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Broadcast(float x) => new() { V = Vector256.Create(x) };
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 MulAdd(V256 a, V256 b, V256 c) => new() { V = Vector256.MultiplyAddEstimate(a.V, b.V, c.V) };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Add(V256 a, V256 b) => new() { V = a.V + b.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Sub(V256 a, V256 b) => new() { V = a.V - b.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Scale(V256 a, float s) => new() { V = a.V * s };
 }
 
 /// <summary>NEON (AdvSimd) on arm64, SSE on x64: 4 floats.</summary>
@@ -64,6 +79,9 @@ internal struct V128 : IVec<V128>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(V128 v, ref float p) => v.V.StoreUnsafe(ref p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V128 Broadcast(float x) => new() { V = Vector128.Create(x) };
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V128 MulAdd(V128 a, V128 b, V128 c) => new() { V = Vector128.MultiplyAddEstimate(a.V, b.V, c.V) };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V128 Add(V128 a, V128 b) => new() { V = a.V + b.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V128 Sub(V128 a, V128 b) => new() { V = a.V - b.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V128 Scale(V128 a, float s) => new() { V = a.V * s };
 }
 
 /// <summary>The portable fallback: one float (plain multiply and add, no intrinsics).</summary>
@@ -76,4 +94,7 @@ internal struct V1 : IVec<V1>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(V1 v, ref float p) => p = v.V;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Broadcast(float x) => new() { V = x };
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 MulAdd(V1 a, V1 b, V1 c) => new() { V = a.V * b.V + c.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Add(V1 a, V1 b) => new() { V = a.V + b.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Sub(V1 a, V1 b) => new() { V = a.V - b.V };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Scale(V1 a, float s) => new() { V = a.V * s };
 }

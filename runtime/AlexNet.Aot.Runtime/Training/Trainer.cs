@@ -32,6 +32,11 @@ public sealed class TrainerOptions
 
     /// <summary>Layer names whose parameters are not updated (e.g. every convolution, for fine-tuning the classifier).</summary>
     public IReadOnlyCollection<string> Freeze { get; init; } = Array.Empty<string>();
+
+    /// <summary>How the convolutions train: <see cref="ConvolutionAlgorithm.Auto"/> runs the stride-1 3x3 and 5x5 layers
+    /// with enough channels by Winograd (forward, weight and input gradients; see <c>WinogradConvOp.Suits</c>) and the
+    /// rest as column gathers and GEMM; <see cref="ConvolutionAlgorithm.Direct"/> runs every convolution the direct way.</summary>
+    public ConvolutionAlgorithm Convolutions { get; init; } = ConvolutionAlgorithm.Auto;
 }
 
 /// <summary>
@@ -92,6 +97,10 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         var ops = new List<TrainOp>();
         BuildOps(ops);
         _ops = ops.ToArray();
+        var winograd = new List<string>();
+        foreach (TrainOp op in _ops)
+            if (op is WinogradConvOp) winograd.Add(op.Name[..op.Name.IndexOf('.')]);
+        WinogradLayers = winograd;
         _profileTicks = new long[2 * _ops.Length + 3];
 
         _lowestTrainable = _ops.Length;
@@ -131,6 +140,10 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             _scratch[w] = new WorkerScratch { Col = new float[col], Tile = new float[tile], Lrn = new float[lrn] };
         _team = Threads > 1 ? new ThreadTeam(Threads) : null;
     }
+
+    /// <summary>The layers whose convolution trains by Winograd (forward, weight and input gradients), in order; empty
+    /// with <see cref="ConvolutionAlgorithm.Direct"/> or when no layer suits it.</summary>
+    public IReadOnlyList<string> WinogradLayers { get; }
 
     /// <summary>The instruction set the training kernels run on in this process: <c>avx512</c>, <c>avx2</c>, <c>vector128</c> (NEON or SSE) or <c>scalar</c>.</summary>
     public static string KernelPath => Gemm.Path;
@@ -506,7 +519,9 @@ public sealed partial class Trainer : IDisposable, IParallelBody
                 string prefix = op.CheckpointPrefix;
                 TrainOp created = op.Kind switch
                 {
-                    OperationKind.Conv => new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads),
+                    OperationKind.Conv => Options.Convolutions == ConvolutionAlgorithm.Auto && WinogradConvOp.Suits(shape, outShape, op)
+                        ? new WinogradConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads)
+                        : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads),
                     OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null),
                     OperationKind.Relu => new ReluOp(name, shape),
                     OperationKind.Lrn => new LrnOp(name, shape, op),
