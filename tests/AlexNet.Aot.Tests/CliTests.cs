@@ -80,6 +80,7 @@ public sealed class CliTests : IDisposable
     [InlineData("give at least one INPUT.f32", "classify", "--model", "tv-mini", "--weights", "w")]
     [InlineData("--rule nope: unknown rule", "make-input", "--rule", "nope", "--shape", "1x2", "--output", "o")]
     [InlineData("--conv fast: expected auto or direct", "bench", "--model", "tv-mini", "--conv", "fast")]
+    [InlineData("--conv fast: expected auto or direct", "train", "--model", "tv-mini", "--data", "nowhere", "--conv", "fast")]
     public void Usage_errors_exit_2_with_one_clear_message(string expected, params string[] args)
     {
         CliResult r = Cli.Run(args);

@@ -239,8 +239,11 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
                 File.WriteAllBytes(Path.Combine(dir, $"{i}.png"), Png(28, 28, (x, y) => (byte)((x * (c + 1) + y * (i + 2)) % 256)));
         }
         string outDir = Temp("images-out");
-        CliResult r = Cli.Run("train", "--model", "alexnet-fmnist", "--data", root, "--epochs", "1", "--batch", "8", "--threads", "2", "--out", outDir);
+        CliResult r = Cli.Run("train", "--model", "alexnet-fmnist", "--data", root, "--epochs", "1", "--batch", "8", "--threads", "2", "--out", outDir, "--profile");
         AssertOk(r);
+        // --profile: per-operation times, and which convolutions trained by Winograd (alexnet-fmnist: conv2, 13x13 5x5).
+        Assert.Contains("Winograd: conv2)", r.Stdout);
+        Assert.Contains("conv2.conv", r.Stdout);
         Assert.Contains("27 images of " + root, r.Stderr);
         Assert.Contains("validation: 3 images", r.Stderr);
         Assert.True(File.Exists(Path.Combine(outDir, "last.safetensors")));
