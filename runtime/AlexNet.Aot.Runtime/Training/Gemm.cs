@@ -16,7 +16,7 @@ namespace AlexNet.Aot.Training;
 /// Tiles: 8 x 32 on AVX-512 (16 zmm accumulators), 6 x 16 on AVX2 (12 ymm), 4 x 8 on NEON/SSE (8 q registers),
 /// 4 x 2 scalar. One instance per thread: it owns its packing buffers, and a product allocates nothing.
 /// </remarks>
-internal sealed class Gemm
+internal sealed partial class Gemm
 {
     /// <summary>Depth of one packed block (floats of k): a B panel of kc x 32 floats is 32 KiB, L1-sized.</summary>
     public const int KC = 256;

@@ -469,12 +469,12 @@ internal sealed class DenseOp : TrainOp
     public override void Forward(in StepContext ctx)
     {
         int fin = In.Size, fout = Out.Size;
-        SplitAligned(fout, 32, ctx.Worker, ctx.Workers, out int o0, out int o1);
+        SplitAligned(fout, 24, ctx.Worker, ctx.Workers, out int o0, out int o1);
         if (o1 <= o0) return;
-        ctx.Scratch.Gemm.Multiply(ctx.Batch, o1 - o0, fin, ref X[0], fin, 1, ref _weight.Value[o0 * fin], 1, fin, ref Y[o0], fout, false);
+        ctx.Scratch.Gemm.MultiplyStreamA(o1 - o0, ctx.Batch, fin, ref _weight.Value[(long)o0 * fin], fin, ref X[0], 1, fin, ref Y[o0], 1, fout, false);
         if (_bias is not null)
             for (int b = 0; b < ctx.Batch; b++)
-                for (int o = o0; o < o1; o++) Y[b * fout + o] += _bias.Value[o];
+                Small.Add(ref _bias.Value[o0], ref Y[b * fout + o0], o1 - o0);
     }
 
     public override void Backward(in StepContext ctx, float[] dy, float[] dx)
@@ -485,7 +485,7 @@ internal sealed class DenseOp : TrainOp
             SplitAligned(fout, 8, ctx.Worker, ctx.Workers, out int o0, out int o1);
             if (o1 > o0)
             {
-                ctx.Scratch.Gemm.Multiply(o1 - o0, fin, batch, ref dy[o0], 1, fout, ref X[0], fin, 1, ref _weight.Gradient[o0 * fin], fin, false);
+                ctx.Scratch.Gemm.MultiplyStreamC(o1 - o0, fin, batch, ref dy[o0], 1, fout, ref X[0], fin, ref _weight.Gradient[(long)o0 * fin], fin);
                 if (_bias is not null)
                 {
                     for (int o = o0; o < o1; o++)
