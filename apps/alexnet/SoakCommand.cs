@@ -42,6 +42,8 @@ internal static class SoakCommand
             "                        (--replot draws it at any time)\n" +
             "  --collect             a full garbage collection before each sample: the heap then holds only what is still\n" +
             "                        referenced, so growth is retention, not garbage the collector has not reached yet\n" +
+            "  --lr X                train: the learning rate (default: the recipe's first)\n" +
+            "  --conv auto|direct    train: Winograd for the convolutions that suit it (default), or direct for every one\n" +
             "  --quiet               no line per sample\n" +
             "  --replot              run nothing: redraw the PNG and print the summary from the --csv of an earlier run (one\n" +
             "                        stopped early, say); give the same options as that run\n" +
@@ -50,7 +52,7 @@ internal static class SoakCommand
         ValueOptions: new[]
         {
             "--model", "--mode", "--iterations", "--every", "--warmup", "--batch", "--threads", "--weights", "--data",
-            "--checkpoint", "--checkpoint-every", "--seed", "--csv", "--png",
+            "--checkpoint", "--checkpoint-every", "--seed", "--csv", "--png", "--conv", "--lr",
         },
         Flags: new[] { "--quiet", "--replot", "--collect" },
         AllowsPositionals: false,
@@ -72,6 +74,16 @@ internal static class SoakCommand
         int seedValue = args.OptionalInt("--seed", 0, int.MaxValue) ?? 1;
         ulong seed = (ulong)seedValue;
         bool quiet = args.Flag("--quiet");
+        string? lrText = args.Optional("--lr");
+        float? lr = lrText is null ? null
+            : float.TryParse(lrText, NumberStyles.Float, CultureInfo.InvariantCulture, out float lrValue) && lrValue > 0 && float.IsFinite(lrValue) ? lrValue
+            : throw new UsageException($"--lr {lrText}: expected a positive number");
+        ConvolutionAlgorithm conv = (args.Optional("--conv") ?? "auto") switch
+        {
+            "auto" => ConvolutionAlgorithm.Auto,
+            "direct" => ConvolutionAlgorithm.Direct,
+            string other => throw new UsageException($"--conv {other}: expected auto or direct"),
+        };
         string csvPath = args.Optional("--csv") ?? $"soak-{model.Name}-{mode}.csv";
         string pngPath = args.Optional("--png") ?? Path.ChangeExtension(csvPath, ".png");
         string? weightsPath = args.Optional("--weights");
@@ -144,9 +156,9 @@ internal static class SoakCommand
             }
             if (data.Count < batch) throw new CliException($"soak: --data {dataPath} has {data.Count} images, fewer than --batch {batch}");
             Augmentation augmentation = Augmentation.FromModel(info);
-            using var trainer = new Trainer(info, null, new TrainerOptions { MaxBatch = batch, Threads = threads, Seed = seed })
+            using var trainer = new Trainer(info, null, new TrainerOptions { MaxBatch = batch, Threads = threads, Seed = seed, Convolutions = conv })
             {
-                LearningRate = (float)recipe.LearningRate(0),
+                LearningRate = lr ?? (float)recipe.LearningRate(0),
             };
             var order = new int[data.Count];
             var input = new float[(long)batch * info.InputLength];

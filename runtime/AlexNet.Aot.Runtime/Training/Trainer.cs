@@ -37,6 +37,10 @@ public sealed class TrainerOptions
     /// with enough channels by Winograd (forward, weight and input gradients; see <c>WinogradConvOp.Suits</c>) and the
     /// rest as column gathers and GEMM; <see cref="ConvolutionAlgorithm.Direct"/> runs every convolution the direct way.</summary>
     public ConvolutionAlgorithm Convolutions { get; init; } = ConvolutionAlgorithm.Auto;
+
+    /// <summary>Tests: with <see cref="ConvolutionAlgorithm.Auto"/>, every convolution whose shape allows Winograd
+    /// (stride 1, square 3x3 or 5x5) trains by it, whether or not it pays.</summary>
+    internal bool WinogradWherePossible { get; init; }
 }
 
 /// <summary>
@@ -519,7 +523,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
                 string prefix = op.CheckpointPrefix;
                 TrainOp created = op.Kind switch
                 {
-                    OperationKind.Conv => Options.Convolutions == ConvolutionAlgorithm.Auto && WinogradConvOp.Suits(shape, outShape, op)
+                    OperationKind.Conv => Options.Convolutions == ConvolutionAlgorithm.Auto && WinogradConvOp.Suits(shape, outShape, op, costRule: !Options.WinogradWherePossible)
                         ? new WinogradConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads)
                         : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads),
                     OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null),

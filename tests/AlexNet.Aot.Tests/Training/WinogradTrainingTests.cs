@@ -10,9 +10,10 @@ namespace AlexNet.Aot.Tests.Training;
 /// <summary>
 /// Training convolutions by Winograd (<see cref="ConvolutionAlgorithm.Auto"/>) against the direct column-gather product
 /// (<see cref="ConvolutionAlgorithm.Direct"/>) through whole models: the loss, every gradient and every parameter after
-/// one SGD step, on the small models (random and PyTorch fixture weights) and the odd-shape spec whose layers qualify
-/// (non-square outputs, padding 0 to 2, groups, 5x5 and 3x3, ragged last tiles). The finite-difference and PyTorch
-/// fixture tests run the Winograd path too, since it is the default.
+/// one SGD step, on the small models (random and PyTorch fixture weights) and the odd-shape spec, with every layer that
+/// allows Winograd trained by it (non-square outputs, padding 0 to 2, groups, 5x5 and 3x3, one input channel, 6x6
+/// planes, ragged last tiles). The finite-difference tests run the odd shapes this way too, and the PyTorch fixture
+/// tests the layers the cost rule picks in the fixtures' models (conv4 of each).
 /// </summary>
 /// <remarks>
 /// One step, on small batches: the comparison is only as well-conditioned as the network's max-pool and ReLU decisions.
@@ -60,7 +61,7 @@ public sealed class WinogradTrainingTests
             input = FixtureInputs.Hash(batch * model.InputLength);
             labels = new[] { 0, 3, 6, 9 };
         }
-        using var winograd = new Trainer(model, weights, new TrainerOptions { MaxBatch = batch, Threads = 2, Dropout = false });
+        using var winograd = new Trainer(model, weights, new TrainerOptions { MaxBatch = batch, Threads = 2, Dropout = false, WinogradWherePossible = true });
         using var direct = new Trainer(model, weights, new TrainerOptions { MaxBatch = batch, Threads = 2, Dropout = false, Convolutions = ConvolutionAlgorithm.Direct });
         Assert.NotEmpty(winograd.WinogradLayers);
         Assert.Empty(direct.WinogradLayers);
@@ -117,7 +118,7 @@ public sealed class WinogradConvOpTests
         var output = new Shape3(cout, h + 2 * pad - k + 1, w + 2 * pad - k + 1);
         var op = new OperationInfo(OperationKind.Conv, new[] { cout, output.H, output.W })
         { Out = cout, KernelH = k, KernelW = k, Stride = 1, Padding = pad, Groups = groups, Bias = true };
-        Assert.True(WinogradConvOp.Suits(input, output, op));
+        Assert.True(WinogradConvOp.Suits(input, output, op, costRule: false));
         TrainableTensor Tensor(string key, int[] shape, int seed)
         {
             var t = new TrainableTensor(key, shape, trainable: true);
