@@ -190,8 +190,10 @@ public sealed class TrainingAllocationTests
 
     public TrainingAllocationTests(ITestOutputHelper output) => _out = output;
 
-    [Fact]
-    public void ATrainingStepAllocatesNothing()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // every convolution that allows it by Winograd (the cost rule leaves alexnet-fmnist's direct)
+    public void ATrainingStepAllocatesNothing(bool winograd)
     {
         ModelInfo model = AlexNet.Aot.Models.ModelCatalog.Find("alexnet-fmnist")!.Info;
         const int batch = 32;
@@ -199,7 +201,8 @@ public sealed class TrainingAllocationTests
         int[] labels = new int[batch];
         for (int i = 0; i < batch; i++) labels[i] = i % 10;
         var logits = new float[batch * model.Classes];
-        using var t = new Trainer(model, null, new TrainerOptions { MaxBatch = batch, Threads = 2 });
+        using var t = new Trainer(model, null, new TrainerOptions { MaxBatch = batch, Threads = 2, WinogradWherePossible = winograd });
+        Assert.Equal(winograd, t.WinogradLayers.Count > 0);
         for (int i = 0; i < 40; i++) t.Step(input, labels, batch); // past tiered compilation
         long best = long.MaxValue;
         for (int round = 0; round < 3 && best > 0; round++)
