@@ -22,8 +22,7 @@ namespace AlexNet.Aot.Training;
 /// </list>
 /// <para>
 /// All three products run on the blocked training <see cref="Gemm"/>, over every tile of a chunk of images at once
-/// (not rounded per image as at inference, so AlexNet's 13x13 and Fashion-MNIST's 6x6 layers both qualify; see
-/// <see cref="Suits"/>). The tile transforms are vectorized across tiles, per ISA through <see cref="IVec{TSelf}"/>:
+/// (not rounded up to 16 tiles per image as at inference); <see cref="Suits"/> says which layers it pays for. The tile transforms are vectorized across tiles, per ISA through <see cref="IVec{TSelf}"/>:
 /// tiles are gathered from a copy of the zero-padded plane split by column phase (padded column x·m + q at row
 /// [q][x]), so that one tile element over a row of tiles is a contiguous run. U and its packing are recomputed from
 /// the current weights in every forward and backward (a small product with Φ, below); the weight gradient leaves the
