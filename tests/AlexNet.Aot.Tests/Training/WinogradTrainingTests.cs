@@ -13,7 +13,7 @@ namespace AlexNet.Aot.Tests.Training;
 /// one SGD step, on the small models (random and PyTorch fixture weights) and the odd-shape spec, with every layer that
 /// allows Winograd trained by it (non-square outputs, padding 0 to 2, groups, 5x5 and 3x3, one input channel, 6x6
 /// planes, ragged last tiles). The finite-difference tests run the odd shapes this way too, and the PyTorch fixture
-/// tests the layers the cost rule picks in the fixtures' models (conv4 of each).
+/// tests the layers the cost rule picks in the fixtures' models (conv4; conv3 and conv4 of paper-mini).
 /// </summary>
 /// <remarks>
 /// One step, on small batches: the comparison is only as well-conditioned as the network's max-pool and ReLU decisions.
@@ -82,6 +82,30 @@ public sealed class WinogradTrainingTests
         for (int i = 0; i < winograd.Tensors.Count; i++)
             Compare("after1." + winograd.Tensors[i].Key, winograd.Tensors[i].Value, direct.Tensors[i].Value);
         Assert.True(_failures.Count == 0, string.Join("; ", _failures));
+    }
+
+    [Theory]
+    [InlineData("alexnet-torchvision", "conv2,conv3,conv4,conv5")]
+    [InlineData("alexnet-2012", "conv2,conv3,conv4,conv5")]
+    [InlineData("alexnet-bn", "conv2,conv3,conv4,conv5")]
+    [InlineData("alexnet-fmnist", "")]
+    [InlineData("alexnet-fmnist-bn", "")]
+    [InlineData("tv-mini", "conv4")]
+    [InlineData("paper-mini", "conv3,conv4")]
+    public void TheCostRulePicksTheLayersTheDocsName(string name, string expected)
+    {
+        // Shapes walked from the model description, so the full-size models need no trainer (and no 250 MB of buffers).
+        ModelInfo model = AlexNet.Aot.Models.ModelCatalog.Find(name)!.Info;
+        var picked = new List<string>();
+        var shape = new Shape3(model.InputShape[0], model.InputShape[1], model.InputShape[2]);
+        foreach (LayerInfo layer in model.Layers)
+            foreach (OperationInfo op in layer.Ops)
+            {
+                Shape3 next = op.OutputShape.Length == 3 ? new Shape3(op.OutputShape[0], op.OutputShape[1], op.OutputShape[2]) : new Shape3(op.OutputShape[0], 1, 1);
+                if (op.Kind == OperationKind.Conv && WinogradConvOp.Suits(shape, next, op)) picked.Add(layer.Name);
+                shape = next;
+            }
+        Assert.Equal(expected, string.Join(",", picked));
     }
 
     private readonly List<string> _failures = new();
