@@ -38,13 +38,8 @@ internal static class BenchCommand
         string precisionText = args.Optional("--precision") ?? "fp32";
         if (!NetworkOptions.TryParsePrecision(precisionText, out WeightPrecision precision))
             throw new UsageException($"--precision {precisionText}: expected fp32 or bf16");
-        string convText = args.Optional("--conv") ?? "auto";
-        ConvolutionAlgorithm conv = convText switch
-        {
-            "auto" => ConvolutionAlgorithm.Auto,
-            "direct" => ConvolutionAlgorithm.Direct,
-            _ => throw new UsageException($"--conv {convText}: expected auto or direct"),
-        };
+        ConvolutionAlgorithm conv = ModelCommon.Convolutions(args);
+        string convText = conv == ConvolutionAlgorithm.Direct ? "direct" : "auto";
         string? weightsPath = args.Optional("--weights");
         string? jsonPath = args.Optional("--json");
 

@@ -21,6 +21,14 @@ internal static class ModelCommon
     }
 
     /// <summary>The model named by <c>--model</c>; a usage error naming the known models when there is none.</summary>
+    /// <summary>--conv auto|direct (default auto): how convolutions run (bench, train, soak).</summary>
+    public static ConvolutionAlgorithm Convolutions(ArgReader args) => (args.Optional("--conv") ?? "auto") switch
+    {
+        "auto" => ConvolutionAlgorithm.Auto,
+        "direct" => ConvolutionAlgorithm.Direct,
+        string other => throw new UsageException($"--conv {other}: expected auto or direct"),
+    };
+
     public static ModelEntry FindModel(string name) =>
         ModelCatalog.Find(name) ?? throw new UsageException($"--model {name}: no such model (known: {ModelNames()})");
 

@@ -74,16 +74,7 @@ internal static class SoakCommand
         int seedValue = args.OptionalInt("--seed", 0, int.MaxValue) ?? 1;
         ulong seed = (ulong)seedValue;
         bool quiet = args.Flag("--quiet");
-        string? lrText = args.Optional("--lr");
-        float? lr = lrText is null ? null
-            : float.TryParse(lrText, NumberStyles.Float, CultureInfo.InvariantCulture, out float lrValue) && lrValue > 0 && float.IsFinite(lrValue) ? lrValue
-            : throw new UsageException($"--lr {lrText}: expected a positive number");
-        ConvolutionAlgorithm conv = (args.Optional("--conv") ?? "auto") switch
-        {
-            "auto" => ConvolutionAlgorithm.Auto,
-            "direct" => ConvolutionAlgorithm.Direct,
-            string other => throw new UsageException($"--conv {other}: expected auto or direct"),
-        };
+        ConvolutionAlgorithm conv = ModelCommon.Convolutions(args);
         string csvPath = args.Optional("--csv") ?? $"soak-{model.Name}-{mode}.csv";
         string pngPath = args.Optional("--png") ?? Path.ChangeExtension(csvPath, ".png");
         string? weightsPath = args.Optional("--weights");
@@ -95,6 +86,7 @@ internal static class SoakCommand
             throw new UsageException("soak: --data and --checkpoint apply to --mode train");
 
         LearningRateSchedule recipe = LearningRateSchedule.FromRecipe(info.Recipe);
+        double lr = args.PositiveDouble("--lr", recipe.LearningRate(0));
         int recipeBatch = 128;
         foreach (string entry in info.Recipe)
             if (entry.StartsWith("batch=", StringComparison.Ordinal) &&
@@ -158,7 +150,7 @@ internal static class SoakCommand
             Augmentation augmentation = Augmentation.FromModel(info);
             using var trainer = new Trainer(info, null, new TrainerOptions { MaxBatch = batch, Threads = threads, Seed = seed, Convolutions = conv })
             {
-                LearningRate = lr ?? (float)recipe.LearningRate(0),
+                LearningRate = (float)lr,
             };
             var order = new int[data.Count];
             var input = new float[(long)batch * info.InputLength];

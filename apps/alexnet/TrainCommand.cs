@@ -124,12 +124,7 @@ internal static class TrainCommand
         ulong seed = ulong.TryParse(Get("--seed", "seed") ?? FromRecipe("seed") ?? "1", NumberStyles.None, CultureInfo.InvariantCulture, out ulong s)
             ? s : throw new UsageException($"train: --seed '{args.Optional("--seed")}' is not a whole number");
         int threads = Int("--threads", Get("--threads", "threads") ?? "0", 0, 256);
-        ConvolutionAlgorithm conv = (args.Optional("--conv") ?? "auto") switch
-        {
-            "auto" => ConvolutionAlgorithm.Auto,
-            "direct" => ConvolutionAlgorithm.Direct,
-            string other => throw new UsageException($"--conv {other}: expected auto or direct"),
-        };
+        ConvolutionAlgorithm conv = ModelCommon.Convolutions(args);
         string init = Get("--init", "init") ?? FromRecipe("init") ?? "he";
         if (init is not ("he" or "paper" or "xavier"))
             throw new UsageException($"train: --init '{init}' is not he, paper or xavier");

@@ -47,16 +47,8 @@ public static class WeightPacking
     public static float[] PackWinograd(ReadOnlySpan<float> w, int groups, int m, int cin, int kernel, int mr)
     {
         if (kernel != 3 && kernel != 5) throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "Winograd weights are 3x3 or 5x5.");
-        ReadOnlySpan<double> points = [0, 1, -1, 2, -2];
         Span<double> G = stackalloc double[6 * kernel];
-        for (int a = 0; a < 5; a++)
-        {
-            double denominator = 1;
-            for (int q = 0; q < 5; q++) if (q != a) denominator *= points[a] - points[q];
-            double power = 1;
-            for (int j = 0; j < kernel; j++, power *= points[a]) G[a * kernel + j] = power / denominator;
-        }
-        for (int j = 0; j < kernel; j++) G[5 * kernel + j] = j == kernel - 1 ? 1 : 0;
+        WinogradG(kernel, G);
 
         int kk = kernel * kernel;
         int panels = (m + mr - 1) / mr;
@@ -90,6 +82,24 @@ public static class WeightPacking
             }
         }
         return packed;
+    }
+
+    /// <summary>
+    /// Winograd's G (6 x <paramref name="kernel"/>, row-major) for 6x6 tiles on the points 0, 1, -1, 2, -2 and ∞: row p is
+    /// (1, p, p², ...) / Π(p - q) over the other finite points q, the last row picks the highest coefficient. Shared by
+    /// <see cref="PackWinograd"/> and the training convolutions, so both use the same transform.
+    /// </summary>
+    internal static void WinogradG(int kernel, Span<double> g)
+    {
+        ReadOnlySpan<double> points = [0, 1, -1, 2, -2];
+        for (int a = 0; a < 5; a++)
+        {
+            double denominator = 1;
+            for (int q = 0; q < 5; q++) if (q != a) denominator *= points[a] - points[q];
+            double power = 1;
+            for (int j = 0; j < kernel; j++, power *= points[a]) g[a * kernel + j] = power / denominator;
+        }
+        for (int j = 0; j < kernel; j++) g[5 * kernel + j] = j == kernel - 1 ? 1 : 0;
     }
 
     /// <summary>

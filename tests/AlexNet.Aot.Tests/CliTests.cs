@@ -81,6 +81,8 @@ public sealed class CliTests : IDisposable
     [InlineData("--rule nope: unknown rule", "make-input", "--rule", "nope", "--shape", "1x2", "--output", "o")]
     [InlineData("--conv fast: expected auto or direct", "bench", "--model", "tv-mini", "--conv", "fast")]
     [InlineData("--conv fast: expected auto or direct", "train", "--model", "tv-mini", "--data", "nowhere", "--conv", "fast")]
+    [InlineData("--conv fast: expected auto or direct", "soak", "--model", "tv-mini", "--mode", "train", "--conv", "fast")]
+    [InlineData("--lr 'zero' is not a positive number", "soak", "--model", "tv-mini", "--mode", "train", "--lr", "zero")]
     public void Usage_errors_exit_2_with_one_clear_message(string expected, params string[] args)
     {
         CliResult r = Cli.Run(args);

@@ -113,16 +113,8 @@ internal sealed class WinogradConvOp : TrainOp
     /// <see cref="WeightPacking.PackWinograd"/>.</summary>
     private static float[] Phi(int k)
     {
-        ReadOnlySpan<double> points = [0, 1, -1, 2, -2];
-        var g = new double[6 * k];
-        for (int a = 0; a < 5; a++)
-        {
-            double denominator = 1;
-            for (int q = 0; q < 5; q++) if (q != a) denominator *= points[a] - points[q];
-            double power = 1;
-            for (int j = 0; j < k; j++, power *= points[a]) g[a * k + j] = power / denominator;
-        }
-        g[5 * k + k - 1] = 1;
+        Span<double> g = stackalloc double[6 * k];
+        WeightPacking.WinogradG(k, g);
         var phi = new float[Points * k * k];
         for (int a = 0; a < 6; a++)
             for (int b = 0; b < 6; b++)

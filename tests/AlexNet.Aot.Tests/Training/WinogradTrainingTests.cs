@@ -112,16 +112,8 @@ public sealed class WinogradTrainingTests
 
     private void Compare(string what, float[] ours, float[] theirs)
     {
-        double diff2 = 0, norm2 = 0, worst = 0;
-        for (int i = 0; i < ours.Length; i++)
-        {
-            double d = ours[i] - theirs[i];
-            diff2 += d * d;
-            norm2 += (double)theirs[i] * theirs[i];
-            worst = Math.Max(worst, Math.Abs(d));
-        }
-        double l2 = Math.Sqrt(diff2) / Math.Max(Math.Sqrt(norm2), 1e-30);
-        if (l2 > 1e-6) _out.WriteLine($"{what}: L2 ratio {l2:E2}, worst |d| {worst:E2}");
+        double l2 = OracleCheck.RelativeL2(ours, theirs);
+        if (l2 > 1e-6) _out.WriteLine($"{what}: L2 ratio {l2:E2}");
         if (!(l2 < 5e-5)) _failures.Add($"{what}: |winograd - direct| / |direct| = {l2:E3}");
     }
 }
@@ -181,17 +173,7 @@ public sealed class WinogradConvOpTests
 
     private static void Close(string what, float[] a, float[] b)
     {
-        double diff2 = 0, norm2 = 0;
-        int worst = -1;
-        double worstD = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            double d = Math.Abs(a[i] - b[i]);
-            diff2 += d * d;
-            norm2 += (double)b[i] * b[i];
-            if (d > worstD) { worstD = d; worst = i; }
-        }
-        double l2 = Math.Sqrt(diff2 / Math.Max(norm2, 1e-30));
-        Assert.True(l2 < 1e-5, $"{what}: L2 ratio {l2:E2}, worst at {worst}: {(worst >= 0 ? a[worst] : 0)} vs {(worst >= 0 ? b[worst] : 0)}");
+        double l2 = OracleCheck.RelativeL2(a, b);
+        Assert.True(l2 < 1e-5, $"{what}: |winograd - direct| / |direct| = {l2:E2}");
     }
 }
