@@ -63,13 +63,24 @@ internal static class LayerEmitter
         return " (" + string.Join(", ", parts) + ")";
     }
 
-    private static void EmitSteps(SourceWriter w, LayerPlan layer, int first)
+    private static void EmitSteps(SourceWriter w, LayerPlan layer, int first, int end = int.MaxValue)
     {
         int affine = 0;
-        for (int i = first; i < layer.Steps.Count; i++)
+        for (int j = 1; j < first; j++)
+            if (layer.Steps[j].Kind == StepKind.Affine) affine++;
+        for (int i = first; i < layer.Steps.Count && i < end; i++)
         {
             StepPlan s = layer.Steps[i];
             w.Line("// " + StepComment(layer, s, i));
+            if (layer.IsConv && LrnPoolFused(layer, i))
+            {
+                StepPlan p = layer.Steps[i + 1];
+                w.Line("// " + StepComment(layer, p, i + 1) + " (fused with the LRN: each normalized plane is pooled while in L1)");
+                w.Line("if (parts > 1) team!.Barrier();");
+                w.Line($"LrnMaxPool{i}(ref {Ref(s.In)}, ref {Ref(p.Out)}, part, parts);");
+                i++;
+                continue;
+            }
             bool computes = s.Kind is StepKind.Relu or StepKind.Affine or StepKind.Lrn or StepKind.MaxPool or StepKind.AvgPool
                 || (s.Kind == StepKind.AdaptiveAvgPool && s.In != s.Out);
             // Conv lines: every worker must have finished the step before (it reads all channels). Dense lines run
@@ -118,8 +129,8 @@ internal static class LayerEmitter
             {
                 case StepKind.Relu: EmitRelu(w, s, i, layer.IsConv); break;
                 case StepKind.Affine: EmitAffine(w, s, i, layer.IsConv); break;
-                case StepKind.Lrn: EmitLrn(w, s, i); break;
-                case StepKind.MaxPool: EmitPool(w, s, i, max: true); break;
+                case StepKind.Lrn: EmitLrn(w, layer, i); break;
+                case StepKind.MaxPool: EmitPool(w, s, i, max: true, standalone: !LrnPoolFused(layer, i - 1)); break;
                 case StepKind.AvgPool: EmitPool(w, s, i, max: false); break;
                 case StepKind.AdaptiveAvgPool: if (s.In != s.Out) EmitAdaptive(w, s, i); break;
             }
@@ -203,16 +214,32 @@ internal static class LayerEmitter
                 w.Line("if (parts > 1) team!.Barrier(); // the line before has finished with the shared buffers");
                 StepPlan c = L.Steps[0];
                 w.Line("// " + StepComment(L, c, 0));
-                if (L.Winograd)
+                if (WinogradPoolFused(L))
                 {
-                    using (w.Block("if (winograd)")) WinogradEmitter.EmitCall(w, Ref(c.In), Ref(c.Out));
+                    StepPlan p = L.Steps[1];
+                    using (w.Block("if (winograd)"))
+                    {
+                        w.Line("// " + StepComment(L, p, 1) + " (fused: each output channel is pooled as soon as its plane is complete, while in cache)");
+                        WinogradEmitter.EmitCall(w, Ref(c.In), Ref(c.Out), Ref(p.Out));
+                    }
+                    using (w.Block("else"))
+                    {
+                        Ladder(w, isa => $"Conv{isa.Suffix}(ref {Ref(c.In)}, ref panel, ref w, ref b, ref {Ref(c.Out)}, part, parts);");
+                        EmitSteps(w, L, 1, 2);
+                    }
+                    EmitSteps(w, L, 2);
+                }
+                else if (L.Winograd)
+                {
+                    using (w.Block("if (winograd)")) WinogradEmitter.EmitCall(w, Ref(c.In), Ref(c.Out), null);
                     using (w.Block("else")) Ladder(w, isa => $"Conv{isa.Suffix}(ref {Ref(c.In)}, ref panel, ref w, ref b, ref {Ref(c.Out)}, part, parts);");
+                    EmitSteps(w, L, 1);
                 }
                 else
                 {
                     Ladder(w, isa => $"Conv{isa.Suffix}(ref {Ref(c.In)}, ref panel, ref w, ref b, ref {Ref(c.Out)}, part, parts);");
+                    EmitSteps(w, L, 1);
                 }
-                EmitSteps(w, L, 1);
             }
             var panelWidths = new SortedSet<int>();
             foreach (IsaPath isa in IsaPath.Ladder) panelWidths.Add(isa.PanelColumns);
@@ -682,21 +709,24 @@ internal static class LayerEmitter
             w.Line($"Unsafe.Add(ref y, n * {s.OutC} + o) = Unsafe.Add(ref y, n * {s.OutC} + o) * scale[o] + shift[o];");
     }
 
-    private static void EmitLrn(SourceWriter w, StepPlan s, int i)
+    private static void EmitLrn(SourceWriter w, LayerPlan layer, int i)
     {
+        StepPlan s = layer.Steps[i];
         OpSpec op = s.Op!;
         int c = s.InC, hw = s.InH * s.InW;
         int before = op.Size / 2, after = (op.Size - 1) / 2;
         float alphaOverSize = op.Alpha / op.Size;
         string pow = op.Beta == 0.75f ? "1 / (sqrt(t) * sqrt(sqrt(t)))" : op.Beta == 0.5f ? "1 / sqrt(t)" : op.Beta == 1f ? "1 / t" : $"MathF.Pow(t, -{F(op.Beta)})";
         Summary(w,
-            $"Step {i}: local response normalization <c>{X(op.Text)}</c> over {Shape(c, s.InH, s.InW)}, as PyTorch/ONNX/Caffe:",
+            $"Step {i}, one channel: local response normalization <c>{X(op.Text)}</c> of channel <paramref name=\"c\"/> of {Shape(c, s.InH, s.InW)}, as PyTorch/ONNX/Caffe:",
             $"out[c] = in[c] / (k + alpha/size * sum of in[c']^2 for c' in [c-{before}, c+{after}])^beta, alpha/size = {X(F(alphaOverSize))}; t^-beta as {X(pow)}.",
-            "Vectorized along pixels (each vector a run of pixels of every channel), scalar for the last pixels.");
-        using (w.Block($"private static void Lrn{i}(ref float src, ref float dst, int part, int parts)"))
+            "Vectorized along the plane's pixels, scalar for the last ones; the channel's output plane goes to <paramref name=\"o\"/>.");
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+        using (w.Block($"private static void LrnPlane{i}(ref float src, int c, ref float o)"))
         {
             w.Line($"const int C = {c}, HW = {hw};");
-            Share(w, "c0", "c1", "C");
+            w.Line($"int lo = c - {before} < 0 ? 0 : c - {before}, hi = c + {after} >= C ? C - 1 : c + {after};");
+            w.Line("ref float x = ref Unsafe.Add(ref src, c * HW);");
             w.Line("int i = 0;");
             bool first = true;
             foreach (IsaPath isa in IsaPath.Ladder)
@@ -706,9 +736,7 @@ internal static class LayerEmitter
                 using (w.Block($"{(first ? "if" : "else if")} ({isa.Guard})"))
                 {
                     using (w.Block($"for (; i + {isa.Lanes} <= HW; i += {isa.Lanes})"))
-                    using (w.Block("for (int c = c0; c < c1; c++)"))
                     {
-                        w.Line($"int lo = c - {before} < 0 ? 0 : c - {before}, hi = c + {after} >= C ? C - 1 : c + {after};");
                         w.Line($"{V}<float> sum = {V}<float>.Zero;");
                         using (w.Block("for (int j = lo; j <= hi; j++)"))
                         {
@@ -721,22 +749,19 @@ internal static class LayerEmitter
                             : op.Beta == 1f ? $"{V}<float>.One / t" : "";
                         if (vpow.Length > 0)
                         {
-                            w.Line($"{V}<float> x = {V}.LoadUnsafe(ref src, (nuint)(c * HW + i));");
-                            w.Line($"(x * ({vpow})).StoreUnsafe(ref dst, (nuint)(c * HW + i));");
+                            w.Line($"({V}.LoadUnsafe(ref x, (nuint)i) * ({vpow})).StoreUnsafe(ref o, (nuint)i);");
                         }
                         else
                         {
                             using (w.Block($"for (int l = 0; l < {isa.Lanes}; l++)"))
-                                w.Line($"Unsafe.Add(ref dst, c * HW + i + l) = Unsafe.Add(ref src, c * HW + i + l) * MathF.Pow(t.GetElement(l), -{F(op.Beta)});");
+                                w.Line($"Unsafe.Add(ref o, i + l) = Unsafe.Add(ref x, i + l) * MathF.Pow(t.GetElement(l), -{F(op.Beta)});");
                         }
                     }
                 }
                 first = false;
             }
             using (w.Block("for (; i < HW; i++)"))
-            using (w.Block("for (int c = c0; c < c1; c++)"))
             {
-                w.Line($"int lo = c - {before} < 0 ? 0 : c - {before}, hi = c + {after} >= C ? C - 1 : c + {after};");
                 w.Line("float sum = 0f;");
                 using (w.Block("for (int j = lo; j <= hi; j++)"))
                 {
@@ -746,17 +771,47 @@ internal static class LayerEmitter
                 w.Line($"float t = {F(op.K)} + {F(alphaOverSize)} * sum;");
                 string spow = op.Beta == 0.75f ? "1f / (MathF.Sqrt(t) * MathF.Sqrt(MathF.Sqrt(t)))"
                     : op.Beta == 0.5f ? "1f / MathF.Sqrt(t)" : op.Beta == 1f ? "1f / t" : $"MathF.Pow(t, -{F(op.Beta)})";
-                w.Line($"Unsafe.Add(ref dst, c * HW + i) = Unsafe.Add(ref src, c * HW + i) * ({spow});");
+                w.Line($"Unsafe.Add(ref o, i) = Unsafe.Add(ref x, i) * ({spow});");
             }
+        }
+        w.Line();
+        if (LrnPoolFused(layer, i))
+        {
+            StepPlan p = layer.Steps[i + 1];
+            Summary(w,
+                $"Steps {i} and {i + 1} fused, this worker's channels: each channel's LRN plane (<see cref=\"LrnPlane{i}\"/>) goes to a",
+                $"{I(hw)}-float buffer on the stack and is max-pooled from there (<see cref=\"PoolPlane{i + 1}\"/>) while it is in L1: the",
+                $"{Shape(c, s.InH, s.InW)} normalized activations are never written out, and one barrier fewer.");
+            using (w.Block($"private static void LrnMaxPool{i}(ref float src, ref float dst, int part, int parts)"))
+            {
+                w.Line($"const int C = {c}, OHW = {p.OutH * p.OutW};");
+                w.Line($"Span<float> planeBuffer = stackalloc float[{hw}], rowMax = stackalloc float[{s.InW}];");
+                w.Line("ref float plane = ref MemoryMarshal.GetReference(planeBuffer);");
+                w.Line("ref float r = ref MemoryMarshal.GetReference(rowMax);");
+                Share(w, "c0", "c1", "C");
+                using (w.Block("for (int c = c0; c < c1; c++)"))
+                {
+                    w.Line($"LrnPlane{i}(ref src, c, ref plane);");
+                    w.Line($"PoolPlane{i + 1}(ref plane, ref Unsafe.Add(ref dst, c * OHW), ref r);");
+                }
+            }
+            return;
+        }
+        Summary(w, $"Step {i}: <see cref=\"LrnPlane{i}\"/> over this worker's channels.");
+        using (w.Block($"private static void Lrn{i}(ref float src, ref float dst, int part, int parts)"))
+        {
+            w.Line($"const int C = {c}, HW = {hw};");
+            Share(w, "c0", "c1", "C");
+            w.Line($"for (int c = c0; c < c1; c++) LrnPlane{i}(ref src, c, ref Unsafe.Add(ref dst, c * HW));");
         }
     }
 
-    private static void EmitPool(SourceWriter w, StepPlan s, int i, bool max)
+    private static void EmitPool(SourceWriter w, StepPlan s, int i, bool max, bool standalone = true)
     {
         OpSpec op = s.Op!;
         if (max && op.Padding == 0)
         {
-            EmitSeparableMaxPool(w, s, i);
+            EmitSeparableMaxPool(w, s, i, standalone);
             return;
         }
         string kind = max ? "MaxPool" : "AvgPool";
@@ -798,62 +853,83 @@ internal static class LayerEmitter
         }
     }
 
+    /// <summary>Max-pooling without padding (the only max-pool whose window never leaves the image): the separable form below.</summary>
+    internal static bool SeparableMaxPool(StepPlan s) => s.Kind == StepKind.MaxPool && s.Op!.Padding == 0;
+
+    /// <summary>An LRN step whose next step is a separable max-pool: both run as one pass per channel (<c>LrnMaxPool</c>).</summary>
+    private static bool LrnPoolFused(LayerPlan layer, int i) =>
+        layer.Steps[i].Kind == StepKind.Lrn && i + 1 < layer.Steps.Count && SeparableMaxPool(layer.Steps[i + 1]);
+
+    /// <summary>A Winograd layer whose convolution is followed directly by a separable max-pool: the product pools each
+    /// output channel as soon as its plane is complete (<see cref="WinogradEmitter"/>).</summary>
+    internal static bool WinogradPoolFused(LayerPlan layer) =>
+        layer.Winograd && layer.Steps.Count > 1 && SeparableMaxPool(layer.Steps[1]);
+
     /// <summary>Max-pooling without padding, as two passes per output row: the window's rows reduced with vector max
-    /// (widest ISA, the last vector overlapping), then the columns in scalar. NaN propagates, as in PyTorch.</summary>
-    private static void EmitSeparableMaxPool(SourceWriter w, StepPlan s, int i)
+    /// (widest ISA, the last vector overlapping), then the columns in scalar. NaN propagates, as in PyTorch. One plane
+    /// at a time (<c>PoolPlane</c>), so that the convolution's and the LRN's epilogues can pool a channel while it is in cache.</summary>
+    private static void EmitSeparableMaxPool(SourceWriter w, StepPlan s, int i, bool standalone)
     {
         OpSpec op = s.Op!;
         Summary(w,
-            $"Step {i}: <c>{X(op.Text)}</c> over {Shape(s.InC, s.InH, s.InW)} → {Shape(s.OutC, s.OutH, s.OutW)}: window {op.Kernel}x{op.Kernel}, stride {op.Stride}{(op.CeilMode ? ", ceil mode (the last window is cut at the edge)" : "")}.",
-            "Separable: per output row, the window's input rows are reduced to one row with vector max (ISA ladder, the last",
-            "vector overlapping the one before), then each output takes the max of its columns. NaN propagates, as in PyTorch.");
-        using (w.Block($"private static void MaxPool{i}(ref float src, ref float dst, int part, int parts)"))
+            $"Step {i}, one channel: <c>{X(op.Text)}</c> of a {I(s.InH)}x{I(s.InW)} plane into a {I(s.OutH)}x{I(s.OutW)} one: window {op.Kernel}x{op.Kernel}, stride {op.Stride}{(op.CeilMode ? ", ceil mode (the last window is cut at the edge)" : "")}.",
+            "Separable: per output row, the window's input rows are reduced to one row <paramref name=\"r\"/> (W floats) with vector max",
+            "(ISA ladder, the last vector overlapping the one before), then each output takes the max of its columns. NaN",
+            "propagates, as in PyTorch.");
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+        using (w.Block($"private static void PoolPlane{i}(ref float plane, ref float o, ref float r)"))
         {
-            w.Line($"const int C = {s.InC}, H = {s.InH}, W = {s.InW}, OH = {s.OutH}, OW = {s.OutW}, KS = {op.Kernel}, S = {op.Stride};");
-            w.Line("Span<float> rowMax = stackalloc float[W];");
-            w.Line("ref float r = ref MemoryMarshal.GetReference(rowMax);");
-            Share(w, "c0", "c1", "C");
-            using (w.Block("for (int c = c0; c < c1; c++)"))
+            w.Line($"const int H = {s.InH}, W = {s.InW}, OH = {s.OutH}, OW = {s.OutW}, KS = {op.Kernel}, S = {op.Stride};");
+            using (w.Block("for (int oy = 0; oy < OH; oy++)"))
             {
-                w.Line("ref float plane = ref Unsafe.Add(ref src, c * H * W);");
-                using (w.Block("for (int oy = 0; oy < OH; oy++)"))
+                w.Line("int y0 = oy * S, y1 = y0 + KS > H ? H : y0 + KS;");
+                w.Line("MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref plane, y0 * W), W).CopyTo(MemoryMarshal.CreateSpan(ref r, W));");
+                using (w.Block("for (int y = y0 + 1; y < y1; y++)"))
                 {
-                    w.Line("int y0 = oy * S, y1 = y0 + KS > H ? H : y0 + KS;");
-                    w.Line("MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref plane, y0 * W), W).CopyTo(rowMax);");
-                    using (w.Block("for (int y = y0 + 1; y < y1; y++)"))
+                    w.Line("ref float row = ref Unsafe.Add(ref plane, y * W);");
+                    bool first = true;
+                    foreach (IsaPath isa in IsaPath.Ladder)
                     {
-                        w.Line("ref float row = ref Unsafe.Add(ref plane, y * W);");
-                        bool first = true;
-                        foreach (IsaPath isa in IsaPath.Ladder)
+                        if (isa.IsScalar || isa.Lanes > s.InW) continue;
+                        string V = isa.Vector;
+                        using (w.Block($"{(first ? "if" : "else if")} ({isa.Guard})"))
                         {
-                            if (isa.IsScalar || isa.Lanes > s.InW) continue;
-                            string V = isa.Vector;
-                            using (w.Block($"{(first ? "if" : "else if")} ({isa.Guard})"))
+                            using (w.Block($"for (int x = 0; x < W; x += {isa.Lanes})"))
                             {
-                                using (w.Block($"for (int x = 0; x < W; x += {isa.Lanes})"))
-                                {
-                                    w.Line($"nuint at = (nuint)(x + {isa.Lanes} <= W ? x : W - {isa.Lanes});");
-                                    w.Line($"{V}.Max({V}.LoadUnsafe(ref r, at), {V}.LoadUnsafe(ref row, at)).StoreUnsafe(ref r, at);");
-                                }
+                                w.Line($"nuint at = (nuint)(x + {isa.Lanes} <= W ? x : W - {isa.Lanes});");
+                                w.Line($"{V}.Max({V}.LoadUnsafe(ref r, at), {V}.LoadUnsafe(ref row, at)).StoreUnsafe(ref r, at);");
                             }
-                            first = false;
                         }
-                        using (w.Block(first ? "" : "else"))
-                        {
-                            using (w.Block("for (int x = 0; x < W; x++)"))
-                                w.Line("Unsafe.Add(ref r, x) = MathF.Max(Unsafe.Add(ref r, x), Unsafe.Add(ref row, x));");
-                        }
+                        first = false;
                     }
-                    w.Line("ref float o = ref Unsafe.Add(ref dst, (c * OH + oy) * OW);");
-                    using (w.Block("for (int ox = 0; ox < OW; ox++)"))
+                    using (w.Block(first ? "" : "else"))
                     {
-                        w.Line("int x0 = ox * S, x1 = x0 + KS > W ? W : x0 + KS;");
-                        w.Line("float m = Unsafe.Add(ref r, x0);");
-                        w.Line("for (int x = x0 + 1; x < x1; x++) m = MathF.Max(m, Unsafe.Add(ref r, x));");
-                        w.Line("Unsafe.Add(ref o, ox) = m;");
+                        using (w.Block("for (int x = 0; x < W; x++)"))
+                            w.Line("Unsafe.Add(ref r, x) = MathF.Max(Unsafe.Add(ref r, x), Unsafe.Add(ref row, x));");
                     }
                 }
+                w.Line("ref float orow = ref Unsafe.Add(ref o, oy * OW);");
+                using (w.Block("for (int ox = 0; ox < OW; ox++)"))
+                {
+                    w.Line("int x0 = ox * S, x1 = x0 + KS > W ? W : x0 + KS;");
+                    w.Line("float m = Unsafe.Add(ref r, x0);");
+                    w.Line("for (int x = x0 + 1; x < x1; x++) m = MathF.Max(m, Unsafe.Add(ref r, x));");
+                    w.Line("Unsafe.Add(ref orow, ox) = m;");
+                }
             }
+        }
+        if (!standalone) return;
+        w.Line();
+        Summary(w,
+            $"Step {i}: <c>{X(op.Text)}</c> over {Shape(s.InC, s.InH, s.InW)} → {Shape(s.OutC, s.OutH, s.OutW)}, this worker's channels, one plane at a",
+            $"time (<see cref=\"PoolPlane{i}\"/>).");
+        using (w.Block($"private static void MaxPool{i}(ref float src, ref float dst, int part, int parts)"))
+        {
+            w.Line($"const int C = {s.InC}, HW = {s.InH * s.InW}, OHW = {s.OutH * s.OutW};");
+            w.Line($"Span<float> rowMax = stackalloc float[{s.InW}];");
+            w.Line("ref float r = ref MemoryMarshal.GetReference(rowMax);");
+            Share(w, "c0", "c1", "C");
+            w.Line($"for (int c = c0; c < c1; c++) PoolPlane{i}(ref Unsafe.Add(ref src, c * HW), ref Unsafe.Add(ref dst, c * OHW), ref r);");
         }
     }
 

@@ -32,13 +32,15 @@ internal static class WinogradEmitter
         w.Line();
     }
 
-    /// <summary>The two phases inside the layer's Forward: input transform (split over channels), then products and output transform (split over row panels).</summary>
-    public static void EmitCall(SourceWriter w, string input, string output)
+    /// <summary>The two phases inside the layer's Forward: input transform (split over channels), then products and output transform (split over row panels).
+    /// <paramref name="pooled"/>: where the fused max-pool writes (<see cref="LayerEmitter.WinogradPoolFused"/>), or null.</summary>
+    public static void EmitCall(SourceWriter w, string input, string output, string? pooled)
     {
         w.Line("ref float v = ref Unsafe.Add(ref arena, TransformOffset);");
         LayerEmitter.Ladder(w, isa => $"WinogradInput{isa.Suffix}(ref {input}, ref v, ref panel, part, parts);");
         w.Line("if (parts > 1) team!.Barrier(); // every channel's transformed tiles are in place");
-        LayerEmitter.Ladder(w, isa => $"WinogradConv{isa.Suffix}(ref v, ref panel, ref w, ref b, ref {output}, part, parts);");
+        string pool = pooled is null ? "" : $", ref {pooled}";
+        LayerEmitter.Ladder(w, isa => $"WinogradConv{isa.Suffix}(ref v, ref panel, ref w, ref b, ref {output}{pool}, part, parts);");
     }
 
     /// <summary>Every Winograd kernel of the layer: the tile gather and scatter, and per ISA the transforms and the product.</summary>
@@ -243,9 +245,21 @@ internal static class WinogradEmitter
         w.Line($"/// ({(isa.IsScalar ? I(mr * nr) + " scalar" : I(mr * cols) + " vector")} accumulators) run over the {I(L.CinG)} input channels, {I(mr)} weight broadcasts and");
         w.Line($"/// {I(mr * cols)} {(isa.IsScalar ? "multiply-adds" : "vector FMAs")} per channel. M goes to this worker's scratch [36][{I(mr)}][TileBlock]; each channel's tiles");
         w.Line($"/// are then transformed (Aᵀ M A, bias{(L.FuseRelu ? ", ReLU" : "")}) and scattered into the output plane.");
-        w.Line("/// </summary>");
-        using (w.Block($"private static void WinogradConv{isa.Suffix}(ref float v, ref float m, ref float w, ref float bias, ref float output, int part, int parts)"))
+        bool pool = LayerEmitter.WinogradPoolFused(L);
+        if (pool)
         {
+            StepPlan p = L.Steps[1];
+            w.Line($"/// Fused max-pool (step 1, <c>{X(p.Text)}</c>): in the last block, each channel's finished {I(L.OutH)}x{I(L.OutW)} plane, still in L1, is pooled");
+            w.Line($"/// into <paramref name=\"pooled\"/> ({Shape(p.OutC, p.OutH, p.OutW)}) by <see cref=\"PoolPlane1\"/>; no barrier and no second pass over the output.");
+        }
+        w.Line("/// </summary>");
+        using (w.Block($"private static void WinogradConv{isa.Suffix}(ref float v, ref float m, ref float w, ref float bias, ref float output{(pool ? ", ref float pooled" : "")}, int part, int parts)"))
+        {
+            if (pool)
+            {
+                w.Line($"Span<float> rowMax = stackalloc float[{I(L.OutW)}];");
+                w.Line("ref float rm = ref MemoryMarshal.GetReference(rowMax);");
+            }
             w.Line($"const int MR = {I(mr)}, MPanels = {I(mPanels)}, VS = CinG * TileColumns;");
             w.Line($"ref float y = ref Unsafe.Add(ref m, {I(36 * Planner.WinogradMaxRows)} * TileColumns); // the output tiles [Tile * Tile][TileBlock]");
             w.Line("int t0 = (int)((long)(Groups * MPanels) * part / parts), t1 = (int)((long)(Groups * MPanels) * (part + 1) / parts);");
@@ -312,6 +326,11 @@ internal static class WinogradEmitter
                     string step = isa.IsScalar ? "1" : I(isa.Lanes);
                     w.Line($"for (int l = 0; l < width; l += {step}) OutputTransform{isa.Suffix}(ref Unsafe.Add(ref mrow, l), ref Unsafe.Add(ref y, l), bk);");
                     w.Line("WinogradScatter(ref y, ref Unsafe.Add(ref output, (g * CoutG + m0 + r) * N), block);");
+                    if (pool)
+                    {
+                        StepPlan p = L.Steps[1];
+                        w.Line($"if (block == TileBlocks - 1) PoolPlane1(ref Unsafe.Add(ref output, (g * CoutG + m0 + r) * N), ref Unsafe.Add(ref pooled, (g * CoutG + m0 + r) * {I(p.OutH * p.OutW)}), ref rm);");
+                    }
                 }
             }
         }

@@ -239,6 +239,25 @@ internal static class Planner
                         }
                         var o = NewTensor(region, Region.Worker, (long)c * oh * ow, stepIndex);
                         Use(cur, stepIndex);
+                        if (L.Kind == LayerKind.Conv && op.Kind == OpKind.MaxPool && op.Padding == 0)
+                        {
+                            // The emitter fuses a separable max-pool into the step before (LayerEmitter.LrnPoolFused,
+                            // WinogradPoolFused): what that step still reads while the pool writes must not share memory
+                            // with the pool's output. After an LRN: the LRN's input. Right after a Winograd convolution:
+                            // the transformed input and the workers' product scratch.
+                            Step before = steps[steps.Count - 1];
+                            // The fused LRN's own output is never written: it takes no memory.
+                            if (before.Kind == StepKind.Lrn)
+                            {
+                                Use(before.In, stepIndex);
+                                before.Out.Size = 0;
+                            }
+                            else if (steps.Count == 1 && transform is not null)
+                            {
+                                Use(transform, stepIndex);
+                                Use(scratch!, stepIndex);
+                            }
+                        }
                         steps.Add(new Step { Kind = op.Kind == OpKind.MaxPool ? StepKind.MaxPool : StepKind.AvgPool, Text = op.Text, Op = op, InC = c, InH = h, InW = w, OutC = c, OutH = oh, OutW = ow, In = cur, Out = o });
                         stepIndex++;
                         h = oh; w = ow; cur = o;
