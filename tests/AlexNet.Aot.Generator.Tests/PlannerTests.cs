@@ -1,3 +1,4 @@
+using AlexNet.Aot.Generator.Emit;
 using System;
 using System.Collections.Generic;
 using System.Linq;
@@ -231,6 +232,42 @@ public sealed class PlannerTests
             foreach (StepPlan s in l.Steps.Skip(1).Where(s => s.In != s.Out && s.In.Region == s.Out.Region))
                 Assert.False(s.In.Offset < s.Out.Offset + s.OutSize && s.Out.Offset < s.In.Offset + s.InSize, $"{l.Spec.Name}: {s.Text} reads and writes overlapping buffers");
         }
+    }
+
+    /// <summary>A fused step keeps reading what the step before it read while the pool writes: LrnMaxPool reads the LRN's
+    /// input (neighbouring channels, other workers'), and a Winograd product that pools in its epilogue still reads the
+    /// transformed input and its own scratch. The pool's output must share memory with none of them.</summary>
+    [Theory]
+    [MemberData(nameof(ConvSpecs))]
+    public void FusedPoolsNeverWriteWhatTheFusedStepStillReads(string specName)
+    {
+        ModelPlan p = PlanOf(specName);
+        int fused = 0;
+        foreach (LayerPlan l in p.Layers.Where(l => l.IsConv))
+        {
+            var reads = new List<(string, Slot, long)>();
+            StepPlan? pool = null;
+            for (int i = 1; i < l.Steps.Count; i++)
+                if (LayerEmitter.LrnPoolFused(l, i))
+                {
+                    pool = l.Steps[i + 1];
+                    reads.Add(("LRN input", l.Steps[i].In, l.Steps[i].InSize));
+                }
+            if (LayerEmitter.WinogradPoolFused(l))
+            {
+                pool = l.Steps[1];
+                reads.Add(("scratch", new Slot(Region.Worker, l.ScratchOffset), ScratchFloats(l)));
+                reads.Add(("Winograd transform", new Slot(Region.Worker, l.TransformOffset), 36L * l.InC * l.TileColumns));
+                reads.Add(("convolution output", l.Steps[0].Out, l.Steps[0].OutSize));
+            }
+            if (pool is null) continue;
+            fused++;
+            foreach (var (what, slot, size) in reads)
+                if (slot.Region == pool.Out.Region)
+                    Assert.False(slot.Offset < pool.Out.Offset + pool.OutSize && pool.Out.Offset < slot.Offset + size,
+                        $"{l.Spec.Name}: the fused {pool.Text} writes [{pool.Out.Offset}, +{pool.OutSize}) over the {what} [{slot.Offset}, +{size})");
+        }
+        if (specName is "alexnet-2012" or "alexnet-torchvision" or "alexnet-fmnist") Assert.True(fused > 0, $"{specName}: no fused pool");
     }
 
     [Theory]

@@ -169,6 +169,9 @@ internal static class LayerEmitter
             "Threads: column panels are split into <c>parts</c> (each worker gathers its own), channels for the steps after, with a",
             "barrier between steps; a batch of at least as many images as threads instead gives each thread whole images.",
         };
+        for (int i = 1; i < L.Steps.Count; i++)
+            if (LrnPoolFused(L, i))
+                summary.Add($"Steps {i} and {i + 1} (LRN, max-pool) run as one pass per channel: the normalized plane is pooled from an L1 buffer, never written out.");
         if (L.Winograd)
         {
             summary.AddRange(new[]
@@ -180,6 +183,8 @@ internal static class LayerEmitter
                 "products. The weights are transformed once, at load (<c>PackWinogradWeights</c>). Threads: input channels for the input",
                 "transform, then a barrier, then row panels of output channels for the products and the output transform.",
             });
+            if (WinogradPoolFused(L))
+                summary.Add("The max-pool after it runs in the product's epilogue: each output channel is pooled as soon as its plane is complete, while in L1 (the direct product pools after a barrier).");
         }
         Summary(w, summary.ToArray());
         using (w.Block($"public static class {L.ClassName}"))
@@ -857,7 +862,7 @@ internal static class LayerEmitter
     internal static bool SeparableMaxPool(StepPlan s) => s.Kind == StepKind.MaxPool && s.Op!.Padding == 0;
 
     /// <summary>An LRN step whose next step is a separable max-pool: both run as one pass per channel (<c>LrnMaxPool</c>).</summary>
-    private static bool LrnPoolFused(LayerPlan layer, int i) =>
+    internal static bool LrnPoolFused(LayerPlan layer, int i) =>
         layer.Steps[i].Kind == StepKind.Lrn && i + 1 < layer.Steps.Count && SeparableMaxPool(layer.Steps[i + 1]);
 
     /// <summary>A Winograd layer whose convolution is followed directly by a separable max-pool: the product pools each
