@@ -750,7 +750,7 @@ internal static class TrainingEmitter
         string powText = op.Beta == 0.75f ? "1/sqrt(s·sqrt(s))" : op.Beta == 0.5f ? "1/sqrt(s)" : op.Beta == 1f ? "1/s" : "s^-beta lane by lane";
         Summary(w,
             $"<c>{X(op.Text)}</c> on {Shape(c, h, wd)} per image: s_c = k + alpha/size · Σ x_j² over channels j in [c - {I(before)}, c + {I(after)}]",
-            $"cut at the edges, y_c = x_c · s_c^-beta ({X(powText)}); backward dx_i = dy_i · s_i^-beta − (2·alpha·beta/size) · x_i ·",
+            $"cut at the edges, y_c = x_c · s_c^-beta ({X(powText)}); backward dx_i = dy_i · s_i^-beta - (2·alpha·beta/size) · x_i ·",
             $"Σ_j dy_j · x_j · s_j^(-beta-1) over the channels j whose window holds i ([i - {I(after)}, i + {I(before)}]).",
             "Why this shape: the forward sums the window's squares straight from x (one pass per channel, no squares buffer) and",
             $"keeps s^-beta and s^-beta/s for the backward; the {I(size)}-channel window is unrolled for the channels whose window",
@@ -880,7 +880,7 @@ internal static class TrainingEmitter
     {
         w.Line();
         w.Line($"/// <summary>One image's input gradient, {X(isa.Description)}: t = dy · x · s^(-beta-1) for the whole image into the");
-        w.Line("/// scratch, then per channel the window sum of t and dx = dy · s^-beta − Coef · x · Σt.</summary>");
+        w.Line("/// scratch, then per channel the window sum of t and dx = dy · s^-beta - Coef · x · Σt.</summary>");
         using (w.Block($"private static void Backward{isa.Suffix}(ref float x, ref float pow, ref float ratio, ref float dy, ref float dx, ref float t)"))
         {
             w.Line("int i = 0;");
@@ -963,7 +963,7 @@ internal static class TrainingEmitter
             $"<c>{X(op.Text)}</c> on {Shape(c, h, wd)} per image, training mode: each channel normalized with its batch mean and",
             "biased variance (two passes: the mean, then squared deviations from it), the running statistics updated as",
             $"PyTorch's (momentum {X(F(op.Momentum))}, variance unbiased by n/(n-1)); evaluation uses the running statistics. Backward:",
-            "dx = gamma·invstd·(dy − Σdy/n − x̂·Σ(dy·x̂)/n), dgamma = Σ dy·x̂, dbeta = Σ dy. By channel over the batch.",
+            "dx = gamma·invstd·(dy - Σdy/n - x̂·Σ(dy·x̂)/n), dgamma = Σ dy·x̂, dbeta = Σ dy. By channel over the batch.",
             $"Why this shape: each of the {I(plane)}-float planes is reduced in float vector lanes and then in double, as the",
             "reference BatchNormOp does with System.Numerics.Vector; the rung is picked by Vector&lt;float&gt;'s width so that",
             "these sums group exactly as the reference's and the statistics are bit for bit the same. The element-wise passes",
@@ -1072,7 +1072,7 @@ internal static class TrainingEmitter
                     w.Line("sdy += s1;");
                     w.Line("sdyx += s2;");
                 }
-                w.Line("sdyx *= inv; // Σ dy·x̂ = invstd·Σ dy·(x − mean)");
+                w.Line("sdyx *= inv; // Σ dy·x̂ = invstd·Σ dy·(x - mean)");
                 using (w.Block("if (!frozen)"))
                 {
                     w.Line("t.GammaGradient[c] = (float)sdyx;");
@@ -1125,7 +1125,7 @@ internal static class TrainingEmitter
             w.Line("return sum;");
         }
         w.Line();
-        w.Line("/// <summary>Σ (g − mean)² of one plane, lanes as in the sum.</summary>");
+        w.Line("/// <summary>Σ (g - mean)² of one plane, lanes as in the sum.</summary>");
         using (w.Block($"private static double Squares{isa.Suffix}(ref float g, float mean)"))
         {
             w.Line("int i = 0;");
@@ -1151,7 +1151,7 @@ internal static class TrainingEmitter
             w.Line("return dot;");
         }
         w.Line();
-        w.Line("/// <summary>Σ g and Σ g·(x − mean) of one plane, lanes as in the sum.</summary>");
+        w.Line("/// <summary>Σ g and Σ g·(x - mean) of one plane, lanes as in the sum.</summary>");
         using (w.Block($"private static (double Sum, double Dot) SumAndDot{isa.Suffix}(ref float g, ref float x, float mean)"))
         {
             w.Line("int i = 0;");

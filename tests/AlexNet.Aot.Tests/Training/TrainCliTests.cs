@@ -244,6 +244,9 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
         // --profile: per-operation times, and which convolutions trained by Winograd (none in alexnet-fmnist: too narrow).
         Assert.Contains("no Winograd layers)", r.Stdout);
         Assert.Contains("conv2.conv", r.Stdout);
+        // The operations that run generated training kernels are marked (every one but flatten and softmax here).
+        Assert.Contains("kernels: generated for", r.Stdout);
+        Assert.Matches(@"conv1\.lrn +backward .*generated", r.Stdout);
         Assert.Contains("27 images of " + root, r.Stderr);
         Assert.Contains("validation: 3 images", r.Stderr);
         Assert.True(File.Exists(Path.Combine(outDir, "last.safetensors")));
