@@ -365,6 +365,7 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
             ("schedule 'sometimes' is not known", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--schedule", "sometimes", "--out", outDir }),
             ("--lr '-1' is not a positive number", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--lr", "-1", "--out", outDir }),
             ("--init 'zeros' is not he, paper or xavier", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--init", "zeros", "--out", outDir }),
+            ("--kernels 'fast' is not generated or reference", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--kernels", "fast", "--out", outDir }),
             ("not both", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--resume", "--weights", "w.safetensors", "--out", outDir }),
             ("--model no-such-net: no such model", new[] { "eval", "--model", "no-such-net", "--data", "fashion-mnist" }),
             ("--split 'both' is not test or train", new[] { "eval", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--split", "both" }),
