@@ -191,6 +191,15 @@ internal static class TrainingEmitter
         w.Line("/// </summary>");
     }
 
+    /// <summary>Opens a kernel method, compiled at full optimization from its first call: each kernel is specialized to
+    /// one layer and called a few times per step, so under tiered compilation it would otherwise spend the first dozens
+    /// of steps as unoptimized code (NativeAOT compiles it fully anyway).</summary>
+    private static SourceWriter.Scope Method(SourceWriter w, string header)
+    {
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
+        return w.Block(header);
+    }
+
     private static void Generated(SourceWriter w) =>
         w.Line($"[global::System.CodeDom.Compiler.GeneratedCode({S(Emitter.GeneratorName)}, {S(Emitter.GeneratorVersion)})]");
 
@@ -223,7 +232,7 @@ internal static class TrainingEmitter
             w.Line($"public Bias() : base({ShapeArray(l.InC, l.InH, l.InW)}, {ShapeArray(l.OutC, l.OutH, l.OutW)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override double PlaneSums(ReadOnlySpan<float> dy, int images, int imageStride)"))
+            using (Method(w, "public override double PlaneSums(ReadOnlySpan<float> dy, int images, int imageStride)"))
             {
                 w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
                 w.Line("double s = 0;");
@@ -241,7 +250,7 @@ internal static class TrainingEmitter
                 IsaPath isa = Fit(isa0, plane);
                 w.Line();
                 w.Line($"/// <summary>Σ of one plane, {X(isa0.Description)}{(isa == isa0 ? "" : $" (its {I(plane)} floats take {I(isa.Lanes)} at a time)")}.</summary>");
-                using (w.Block($"private static double Sum{isa0.Suffix}(ref float p)"))
+                using (Method(w, $"private static double Sum{isa0.Suffix}(ref float p)"))
                 {
                     w.Line("int i = 0;");
                     w.Line("double s = 0;");
@@ -276,7 +285,7 @@ internal static class TrainingEmitter
             w.Line($"public Bias() : base({inputShape}, {ShapeArray(l.OutC, 1, 1)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Gradient(ReadOnlySpan<float> dy, int batch, int o0, int o1, Span<float> gradient)"))
+            using (Method(w, "public override void Gradient(ReadOnlySpan<float> dy, int batch, int o0, int o1, Span<float> gradient)"))
             {
                 w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
                 w.Line("ref float g = ref MemoryMarshal.GetReference(gradient);");
@@ -286,7 +295,7 @@ internal static class TrainingEmitter
             {
                 w.Line();
                 w.Line($"/// <summary>{X(isa.Description)}{(isa.IsScalar ? "" : $": {I(isa.Lanes)} features per step")}.</summary>");
-                using (w.Block($"private static void Gradient{isa.Suffix}(ref float dy, int batch, int o0, int o1, ref float g)"))
+                using (Method(w, $"private static void Gradient{isa.Suffix}(ref float dy, int batch, int o0, int o1, ref float g)"))
                 {
                     w.Line("int o = o0;");
                     if (!isa.IsScalar)
@@ -327,7 +336,7 @@ internal static class TrainingEmitter
             w.Line($"public {name}() : base({ShapeArray(c, h, wd)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Forward(ReadOnlySpan<float> x, Span<float> y)"))
+            using (Method(w, "public override void Forward(ReadOnlySpan<float> x, Span<float> y)"))
             {
                 w.Line("ref float xs = ref MemoryMarshal.GetReference(x);");
                 w.Line("ref float ys = ref MemoryMarshal.GetReference(y);");
@@ -335,7 +344,7 @@ internal static class TrainingEmitter
             }
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Backward(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx)"))
+            using (Method(w, "public override void Backward(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx)"))
             {
                 w.Line("ref float ys = ref MemoryMarshal.GetReference(y);");
                 w.Line("ref float g = ref MemoryMarshal.GetReference(dy);");
@@ -346,7 +355,7 @@ internal static class TrainingEmitter
             {
                 w.Line();
                 w.Line($"/// <summary>y = max(x, 0), {X(isa.Description)}.</summary>");
-                using (w.Block($"private static void Forward{isa.Suffix}(ref float x, ref float y, int n)"))
+                using (Method(w, $"private static void Forward{isa.Suffix}(ref float x, ref float y, int n)"))
                 {
                     w.Line("int i = 0;");
                     if (!isa.IsScalar)
@@ -359,7 +368,7 @@ internal static class TrainingEmitter
                 }
                 w.Line();
                 w.Line($"/// <summary>dx = y &gt; 0 ? dy : 0, {X(isa.Description)}.</summary>");
-                using (w.Block($"private static void Backward{isa.Suffix}(ref float y, ref float dy, ref float dx, int n)"))
+                using (Method(w, $"private static void Backward{isa.Suffix}(ref float y, ref float dy, ref float dx, int n)"))
                 {
                     w.Line("int i = 0;");
                     if (!isa.IsScalar)
@@ -399,7 +408,7 @@ internal static class TrainingEmitter
             w.Line("public override float P => Probability;");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> mask, long start, ulong stream)"))
+            using (Method(w, "public override void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> mask, long start, ulong stream)"))
             {
                 using (w.Block("for (int i = 0; i < x.Length; i++)"))
                 {
@@ -410,7 +419,7 @@ internal static class TrainingEmitter
             }
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> mask, Span<float> dx)"))
+            using (Method(w, "public override void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> mask, Span<float> dx)"))
             {
                 w.Line("ref float g = ref MemoryMarshal.GetReference(dy);");
                 w.Line("ref float m = ref MemoryMarshal.GetReference(mask);");
@@ -421,7 +430,7 @@ internal static class TrainingEmitter
             {
                 w.Line();
                 w.Line($"/// <summary>dx = dy · mask, {X(isa.Description)}.</summary>");
-                using (w.Block($"private static void Backward{isa.Suffix}(ref float dy, ref float mask, ref float dx, int n)"))
+                using (Method(w, $"private static void Backward{isa.Suffix}(ref float dy, ref float mask, ref float dx, int n)"))
                 {
                     w.Line("int i = 0;");
                     if (!isa.IsScalar)
@@ -461,7 +470,7 @@ internal static class TrainingEmitter
             w.Line($"public {name}() : base({ShapeArray(c, h, wd)}, {ShapeArray(c, oh, ow)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Forward(ReadOnlySpan<float> x, Span<float> y, Span<int> argmax)"))
+            using (Method(w, "public override void Forward(ReadOnlySpan<float> x, Span<float> y, Span<int> argmax)"))
             {
                 w.Line("ref float xs = ref MemoryMarshal.GetReference(x);");
                 w.Line("ref float ys = ref MemoryMarshal.GetReference(y);");
@@ -472,7 +481,7 @@ internal static class TrainingEmitter
             }
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<int> argmax, Span<float> dx)"))
+            using (Method(w, "public override void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<int> argmax, Span<float> dx)"))
             {
                 w.Line("dx.Clear();");
                 w.Line("ref float g = ref MemoryMarshal.GetReference(dy);");
@@ -490,7 +499,7 @@ internal static class TrainingEmitter
             {
                 w.Line();
                 w.Line("/// <summary>The padded window, scanned row-major inside the image (every rung).</summary>");
-                using (w.Block("private static void ForwardScan(ref float x0, ref float y, ref int a, int planes)"))
+                using (Method(w, "private static void ForwardScan(ref float x0, ref float y, ref int a, int planes)"))
                 {
                     using (w.Block("for (int p = 0; p < planes; p++)"))
                     {
@@ -528,7 +537,7 @@ internal static class TrainingEmitter
                 w.Line();
                 w.Line($"/// <summary>{X(isa0.Description)}{(isa == isa0 ? "" : $" (rows of {I(wd)} take {(isa.IsScalar ? "scalar compares" : I(isa.Lanes) + " lanes")})")}: per output row, the column maxima");
                 w.Line($"/// of its {I(k)} input rows for the whole width, then each output's {I(k)} columns.</summary>");
-                using (w.Block($"private static void Forward{isa0.Suffix}(ref float x0, ref float y, ref int a, int planes)"))
+                using (Method(w, $"private static void Forward{isa0.Suffix}(ref float x0, ref float y, ref int a, int planes)"))
                 {
                     w.Line("Span<float> colMax = stackalloc float[W];");
                     w.Line("Span<int> colArg = stackalloc int[W];");
@@ -686,7 +695,7 @@ internal static class TrainingEmitter
             w.Line($"public {name}() : base({ShapeArray(c, h, wd)}, {ShapeArray(c, oh, ow)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Forward(ReadOnlySpan<float> x, Span<float> y)"))
+            using (Method(w, "public override void Forward(ReadOnlySpan<float> x, Span<float> y)"))
             {
                 w.Line("int planes = x.Length / InPlane;");
                 using (w.Block("for (int p = 0; p < planes; p++)"))
@@ -705,7 +714,7 @@ internal static class TrainingEmitter
             }
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Backward(ReadOnlySpan<float> dy, Span<float> dx)"))
+            using (Method(w, "public override void Backward(ReadOnlySpan<float> dy, Span<float> dx)"))
             {
                 w.Line("dx.Clear();");
                 w.Line("int planes = dx.Length / InPlane;");
@@ -766,7 +775,7 @@ internal static class TrainingEmitter
             w.Line($"public {name}() : base({ShapeArray(c, h, wd)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> pow, Span<float> ratio, Span<float> scratch)"))
+            using (Method(w, "public override void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> pow, Span<float> ratio, Span<float> scratch)"))
             {
                 w.Line("int images = x.Length / Size;");
                 w.Line("ref float x0 = ref MemoryMarshal.GetReference(x);");
@@ -781,7 +790,7 @@ internal static class TrainingEmitter
             }
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block("public override void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> pow, ReadOnlySpan<float> ratio, ReadOnlySpan<float> dy, Span<float> dx, Span<float> scratch)"))
+            using (Method(w, "public override void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> pow, ReadOnlySpan<float> ratio, ReadOnlySpan<float> dy, Span<float> dx, Span<float> scratch)"))
             {
                 w.Line("int images = x.Length / Size;");
                 w.Line("ref float x0 = ref MemoryMarshal.GetReference(x);");
@@ -803,7 +812,7 @@ internal static class TrainingEmitter
                 {
                     w.Line();
                     w.Line($"/// <summary>s^-beta lane by lane (beta {X(F(op.Beta))} has no root form).</summary>");
-                    using (w.Block(V($"private static VEC<float> PowLanes{isa.Suffix}(VEC<float> s)", isa)))
+                    using (Method(w, V($"private static VEC<float> PowLanes{isa.Suffix}(VEC<float> s)", isa)))
                     {
                         w.Line("Span<float> lanes = stackalloc float[LANES];".Replace("LANES", I(isa.Lanes)));
                         w.Line("s.CopyTo(lanes);");
@@ -821,7 +830,7 @@ internal static class TrainingEmitter
     {
         w.Line();
         w.Line($"/// <summary>One image, {X(isa.Description)}: channel by channel, {(isa.IsScalar ? "pixel by pixel" : I(isa.Lanes) + " pixels at a time")}.</summary>");
-        using (w.Block($"private static void Forward{isa.Suffix}(ref float x, ref float y, ref float pow, ref float ratio)"))
+        using (Method(w, $"private static void Forward{isa.Suffix}(ref float x, ref float y, ref float pow, ref float ratio)"))
         {
             // The window sum: from zero, channel j = lo .. hi in order (the reference's WindowSum of the squares).
             void Body(string lo, string hi, bool unrolled, int count)
@@ -881,7 +890,7 @@ internal static class TrainingEmitter
         w.Line();
         w.Line($"/// <summary>One image's input gradient, {X(isa.Description)}: t = dy · x · s^(-beta-1) for the whole image into the");
         w.Line("/// scratch, then per channel the window sum of t and dx = dy · s^-beta - Coef · x · Σt.</summary>");
-        using (w.Block($"private static void Backward{isa.Suffix}(ref float x, ref float pow, ref float ratio, ref float dy, ref float dx, ref float t)"))
+        using (Method(w, $"private static void Backward{isa.Suffix}(ref float x, ref float pow, ref float ratio, ref float dy, ref float dx, ref float t)"))
         {
             w.Line("int i = 0;");
             if (!isa.IsScalar)
@@ -977,11 +986,11 @@ internal static class TrainingEmitter
             w.Line($"public {name}() : base({ShapeArray(c, h, wd)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block($"public override void Forward(float[] x, float[] y, int batch, int c0, int c1, bool training, {Ns}BatchNormTensors t)"))
+            using (Method(w, $"public override void Forward(float[] x, float[] y, int batch, int c0, int c1, bool training, {Ns}BatchNormTensors t)"))
                 BnLadder(w, "Forward", "x, y, batch, c0, c1, training, t");
             w.Line();
             w.Line("/// <inheritdoc />");
-            using (w.Block($"public override void Backward(float[] x, float[] dy, float[] dx, int batch, int c0, int c1, bool trainingForward, bool needDx, bool frozen, {Ns}BatchNormTensors t)"))
+            using (Method(w, $"public override void Backward(float[] x, float[] dy, float[] dx, int batch, int c0, int c1, bool trainingForward, bool needDx, bool frozen, {Ns}BatchNormTensors t)"))
                 BnLadder(w, "Backward", "x, dy, dx, batch, c0, c1, trainingForward, needDx, frozen, t");
             foreach (IsaPath isa in IsaPath.Ladder)
             {
@@ -1007,7 +1016,7 @@ internal static class TrainingEmitter
     {
         w.Line();
         w.Line($"/// <summary>Channels [c0, c1), {X(isa.Description)}.</summary>");
-        using (w.Block($"private static void Forward{isa.Suffix}(float[] x, float[] y, int batch, int c0, int c1, bool training, {Ns}BatchNormTensors t)"))
+        using (Method(w, $"private static void Forward{isa.Suffix}(float[] x, float[] y, int batch, int c0, int c1, bool training, {Ns}BatchNormTensors t)"))
         {
             w.Line("ref float x0 = ref MemoryMarshal.GetArrayDataReference(x);");
             w.Line("ref float y0 = ref MemoryMarshal.GetArrayDataReference(y);");
@@ -1056,7 +1065,7 @@ internal static class TrainingEmitter
     {
         w.Line();
         w.Line($"/// <summary>Channels [c0, c1), {X(isa.Description)}.</summary>");
-        using (w.Block($"private static void Backward{isa.Suffix}(float[] x, float[] dy, float[] dx, int batch, int c0, int c1, bool trainingForward, bool needDx, bool frozen, {Ns}BatchNormTensors t)"))
+        using (Method(w, $"private static void Backward{isa.Suffix}(float[] x, float[] dy, float[] dx, int batch, int c0, int c1, bool trainingForward, bool needDx, bool frozen, {Ns}BatchNormTensors t)"))
         {
             w.Line("ref float x0 = ref MemoryMarshal.GetArrayDataReference(x);");
             w.Line("ref float g0 = ref MemoryMarshal.GetArrayDataReference(dy);");
@@ -1106,7 +1115,7 @@ internal static class TrainingEmitter
         string[] lanes = { "s0", "s1", "s2", "s3" };
         w.Line();
         w.Line($"/// <summary>Σ of one plane: {(scalar ? "4 float lanes (Vector&lt;float&gt;'s software width) summed lane by lane" : X(isa.Vector) + " lanes, then their sum")}, then the tail in double.</summary>");
-        using (w.Block($"private static double Sum{isa.Suffix}(ref float g)"))
+        using (Method(w, $"private static double Sum{isa.Suffix}(ref float g)"))
         {
             w.Line("int i = 0;");
             if (scalar)
@@ -1126,7 +1135,7 @@ internal static class TrainingEmitter
         }
         w.Line();
         w.Line("/// <summary>Σ (g - mean)² of one plane, lanes as in the sum.</summary>");
-        using (w.Block($"private static double Squares{isa.Suffix}(ref float g, float mean)"))
+        using (Method(w, $"private static double Squares{isa.Suffix}(ref float g, float mean)"))
         {
             w.Line("int i = 0;");
             if (scalar)
@@ -1152,7 +1161,7 @@ internal static class TrainingEmitter
         }
         w.Line();
         w.Line("/// <summary>Σ g and Σ g·(x - mean) of one plane, lanes as in the sum.</summary>");
-        using (w.Block($"private static (double Sum, double Dot) SumAndDot{isa.Suffix}(ref float g, ref float x, float mean)"))
+        using (Method(w, $"private static (double Sum, double Dot) SumAndDot{isa.Suffix}(ref float g, ref float x, float mean)"))
         {
             w.Line("int i = 0;");
             if (scalar)
