@@ -62,12 +62,15 @@ internal static class TrainCommand
             "  --profile             at the end, print each operation's forward and backward time per step\n" +
             "  --conv auto|direct    auto (default): stride-1 3x3 and 5x5 convolutions with enough channels train by\n" +
             "                        Winograd; direct: every convolution as column gathers and GEMM\n" +
+            "  --kernels generated|reference  generated (default): the training kernels the generator emitted for the\n" +
+            "                        model; reference: the trainer's own operations (to compare results or times)\n" +
             "A loss that becomes NaN or infinite stops training at once (exit code 1); the last good checkpoint is kept.\n",
         ValueOptions: new[]
         {
             "--model", "--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule", "--milestones", "--gamma",
             "--step-size", "--patience", "--seed", "--threads", "--init", "--augment", "--out", "--checkpoint-every", "--stop-after",
             "--weights", "--reinit", "--freeze", "--limit", "--val-data", "--val-split", "--val-limit", "--conv",
+            "--kernels",
         },
         Flags: new[] { "--no-dropout", "--quiet", "--profile" },
         AllowsPositionals: false,
@@ -125,6 +128,10 @@ internal static class TrainCommand
             ? s : throw new UsageException($"train: --seed '{args.Optional("--seed")}' is not a whole number");
         int threads = Int("--threads", Get("--threads", "threads") ?? "0", 0, 256);
         ConvolutionAlgorithm conv = ModelCommon.Convolutions(args);
+        string kernels = args.Optional("--kernels") ?? "generated";
+        if (kernels is not ("generated" or "reference"))
+            throw new UsageException($"train: --kernels '{kernels}' is not generated or reference");
+        bool referenceOps = kernels == "reference";
         string init = Get("--init", "init") ?? FromRecipe("init") ?? "he";
         if (init is not ("he" or "paper" or "xavier"))
             throw new UsageException($"train: --init '{init}' is not he, paper or xavier");
@@ -254,6 +261,7 @@ internal static class TrainCommand
             Reinitialize = reinit,
             Freeze = freeze,
             Convolutions = conv,
+            ReferenceOps = referenceOps,
         });
         checkpoint?.Restore(trainer);
         trainer.Profiling = args.Flag("--profile");
@@ -505,9 +513,17 @@ internal static class TrainCommand
         if (total <= 0) return;
         Console.Out.WriteLine($"profile: {ModelCommon.Number(total, "0.0")} ms per step of up to {batch} images ({trainer.Threads} thread(s), {Trainer.KernelPath}; " +
             (trainer.WinogradLayers.Count == 0 ? "no Winograd layers)" : "Winograd: " + string.Join(", ", trainer.WinogradLayers) + ")"));
-        Console.Out.WriteLine("OPERATION          PASS                       MS   SHARE");
+        Console.Out.WriteLine(trainer.GeneratedOperations.Count == 0 ? "kernels: the trainer's reference operations"
+            : $"kernels: generated for {trainer.GeneratedOperations.Count} operations (marked), the reference's for the rest");
+        var generated = new HashSet<string>(trainer.GeneratedOperations, StringComparer.Ordinal);
+        Console.Out.WriteLine("OPERATION          PASS                       MS   SHARE  KERNELS");
         foreach (var (op, pass, ms) in rows)
-            Console.Out.WriteLine($"{op,-18} {pass,-22} {ModelCommon.Number(ms, "0.00"),8} {ModelCommon.Number(100 * ms / total, "0.0"),6}%");
+        {
+            // A convolution or dense product trains by the runtime's GEMM; only its bias gradient (in the backward) is generated.
+            bool product = op.EndsWith(".conv", StringComparison.Ordinal) || op.EndsWith(".dense", StringComparison.Ordinal);
+            string mark = !generated.Contains(op) ? "" : !product ? "  generated" : pass == "backward" ? "  generated bias gradient" : "";
+            Console.Out.WriteLine($"{op,-18} {pass,-22} {ModelCommon.Number(ms, "0.00"),8} {ModelCommon.Number(100 * ms / total, "0.0"),6}%{mark}");
+        }
     }
 
     /// <summary>The divergence error, once no checkpoint is written (the last good one stays).</summary>

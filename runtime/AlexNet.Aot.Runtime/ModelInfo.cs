@@ -164,6 +164,10 @@ public sealed record ModelInfo(
     /// <summary>The spec's training recipe as <c>key=value</c> strings, in spec order.</summary>
     public string[] Recipe { get; init; } = Array.Empty<string>();
 
+    /// <summary>The training kernels the generator emitted for this model (null for a description built by hand): the
+    /// <see cref="Training.Trainer"/> runs them in place of its reference operations wherever their shapes fit.</summary>
+    public global::AlexNet.Aot.Training.ModelTrainingKernels? Training { get; init; }
+
     /// <summary>Floats in one input image (C*H*W).</summary>
     public int InputLength => InputShape[0] * InputShape[1] * InputShape[2];
 

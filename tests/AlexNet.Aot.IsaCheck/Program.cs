@@ -50,6 +50,11 @@ public static class Program
         foreach (string model in new[] { "tv-mini", "paper-mini", "bn-mini" })
             Check("train " + model, () => Train(fixtures, model));
 
+        // 5. The generated training kernels (ModelInfo.Training) against the trainer's reference operations on this rung:
+        //    the loss and every gradient of a step with dropout on, bit for bit (conv bias gradients to 1e-6: another grouping).
+        foreach (string model in new[] { "alexnet-fmnist", "alexnet-fmnist-bn", "bn-mini" })
+            Check("generated " + model, () => Generated(model));
+
         Console.WriteLine(s_failures == 0 ? "all passed" : $"{s_failures} failed");
         return s_failures == 0 ? 0 : 1;
     }
@@ -101,6 +106,31 @@ public static class Program
         // The fixtures README: the L2 norm of the difference under 1e-4 of the tensor's, and the loss within 1e-5.
         double worst = Math.Max(Math.Max(r.WorstGradient, r.WorstAfter), r.LossError * 10);
         return new ReferenceCheck.Result(model, 4, r.Passed(1e-4) ? worst : double.PositiveInfinity, 1, 1e-4);
+    }
+
+    private static ReferenceCheck.Result Generated(string model)
+    {
+        ModelInfo info = (AlexNet.Aot.Models.ModelCatalog.Find(model) ?? throw new InvalidOperationException(model + " is not compiled in")).Info;
+        const int batch = 3;
+        var weights = new RandomWeights(info, 5);
+        float[] input = RandomWeights.Uniform(batch * info.InputLength, 9);
+        int[] labels = { 1, 4, 7 };
+        var options = new AlexNet.Aot.Training.TrainerOptions { MaxBatch = batch, Threads = 2 };
+        using var generated = new AlexNet.Aot.Training.Trainer(info, weights, options);
+        using var reference = new AlexNet.Aot.Training.Trainer(info with { Training = null }, weights, options); // a description without kernels
+        if (generated.GeneratedOperations.Count == 0) throw new InvalidOperationException(model + ": no operation runs generated kernels");
+        float lg = generated.ComputeGradients(input, labels, batch), lr = reference.ComputeGradients(input, labels, batch);
+        // MaxDiff: the worst relative L2 difference of a conv bias gradient, or infinity for any other bit that differs.
+        double worst = BitConverter.SingleToInt32Bits(lg) == BitConverter.SingleToInt32Bits(lr) ? 0 : double.PositiveInfinity;
+        for (int i = 0; i < generated.Tensors.Count; i++)
+        {
+            float[] g = generated.Tensors[i].Gradient, r = reference.Tensors[i].Gradient;
+            bool convBias = generated.Tensors[i].Key.EndsWith(".bias", StringComparison.Ordinal) && generated.Tensors[i].Shape.Length == 1
+                && Array.Exists(info.Layers, l => l.Kind == "conv" && l.Ops[0].CheckpointPrefix + ".bias" == generated.Tensors[i].Key);
+            if (convBias) worst = Math.Max(worst, AlexNet.Aot.Training.OracleCheck.RelativeL2(g, r));
+            else if (!g.AsSpan().SequenceEqual(r)) worst = double.PositiveInfinity;
+        }
+        return new ReferenceCheck.Result(model, batch, worst, 1, 1e-6);
     }
 
     private static string? FindFixtures(string? arg)

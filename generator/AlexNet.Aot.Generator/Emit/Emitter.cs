@@ -31,6 +31,8 @@ internal static class Emitter
         yield return (plan.Spec.ClassName + ".g.cs", EmitNetwork(plan, ns));
         foreach (LayerPlan layer in plan.Layers)
             yield return (plan.Spec.ClassName + "." + layer.Spec.Name + ".g.cs", LayerEmitter.Emit(plan, layer, ns));
+        foreach ((string HintName, string Source) training in TrainingEmitter.Emit(plan, ns))
+            yield return training;
     }
 
     private static string Field(LayerPlan l, string what) => "_" + l.Spec.Name + what;
@@ -167,6 +169,7 @@ internal static class Emitter
         var recipe = new List<string>();
         foreach (RecipeEntry e in spec.Recipe) recipe.Add(e.Key + "=" + e.Value);
         w.Line($"Recipe = {StringArray(recipe)},");
+        w.Line($"Training = {TrainingEmitter.TableClass}.Instance,");
         w.Dedent();
         w.Line("};");
     }

@@ -61,6 +61,12 @@ internal sealed class ConvOp : TrainOp
     }
 
     public override bool HasParameters => true;
+
+    /// <summary>The generated bias gradient (per-channel plane sums), or null for the reference's.</summary>
+    public ConvBiasKernels? BiasKernels { get; init; }
+
+    public override bool Generated => BiasKernels is not null;
+
     // Col holds the column matrix, then (stride 1 with padding) one image's zero-padded group input or input gradient.
     public override long ColFloats => (long)_k * _chunk * _p + PaddedFloats;
 
@@ -157,7 +163,10 @@ internal sealed class ConvOp : TrainOp
                     // dW_gᵀ [K, coutG] += col [K, ncols] x dY_gᵀ: the column matrix is read along its rows (the cheap way
                     // to pack it); Reduce transposes while summing the workers' buffers.
                     ctx.Scratch.Gemm.Multiply(_k, _coutG, ncols, ref col[0], ncols, 1, ref dyg[dyOff], 1, ld, ref acc[g * _coutG * _k], _coutG, true);
-                    if (_bias is not null)
+                    if (_bias is not null && BiasKernels is { } bk)
+                        for (int o = 0; o < _coutG; o++)
+                            acc[_weightCount + g * _coutG + o] += (float)bk.PlaneSums(dy.AsSpan(i0 * outSize + (g * _coutG + o) * _p, (count - 1) * outSize + _p), count, outSize);
+                    else if (_bias is not null)
                         for (int o = 0; o < _coutG; o++)
                             acc[_weightCount + g * _coutG + o] += (float)Vec.Sum(dyg.AsSpan(dyOff + o * ld, ncols));
                 }
@@ -464,6 +473,11 @@ internal sealed class DenseOp : TrainOp
         _bias = bias;
     }
 
+    /// <summary>The generated bias gradient (dy summed over the batch), or null for the reference's.</summary>
+    public DenseBiasKernels? BiasKernels { get; init; }
+
+    public override bool Generated => BiasKernels is not null;
+
     public override bool HasParameters => true;
 
     public override void Forward(in StepContext ctx)
@@ -486,7 +500,9 @@ internal sealed class DenseOp : TrainOp
             if (o1 > o0)
             {
                 ctx.Scratch.Gemm.MultiplyStreamC(o1 - o0, fin, batch, ref dy[o0], 1, fout, ref X[0], fin, ref _weight.Gradient[(long)o0 * fin], fin);
-                if (_bias is not null)
+                if (_bias is not null && BiasKernels is { } bk)
+                    bk.Gradient(dy.AsSpan(0, batch * fout), batch, o0, o1, _bias.Gradient);
+                else if (_bias is not null)
                 {
                     for (int o = o0; o < o1; o++)
                     {
@@ -545,7 +561,7 @@ internal sealed class DropoutOp : TrainOp
 
     public bool Enabled { get; set; } = true;
 
-    public void Allocate(int maxBatch) => _mask = new float[(long)maxBatch * In.Size];
+    public override void Allocate(int maxBatch) => _mask = new float[(long)maxBatch * In.Size];
 
     public override void Forward(in StepContext ctx)
     {

@@ -27,7 +27,7 @@ internal sealed class LrnOp : TrainOp
 
     public override long LrnFloats => In.Size;
 
-    public void Allocate(int maxBatch)
+    public override void Allocate(int maxBatch)
     {
         _pow = new float[(long)maxBatch * In.Size];
         _ratio = new float[(long)maxBatch * In.Size];
@@ -172,7 +172,7 @@ internal sealed class MaxPoolOp : TrainOp
         _p = op.Padding;
     }
 
-    public void Allocate(int maxBatch) => _argmax = new int[(long)maxBatch * Out.Size];
+    public override void Allocate(int maxBatch) => _argmax = new int[(long)maxBatch * Out.Size];
 
     public override void Forward(in StepContext ctx)
     {

@@ -41,6 +41,10 @@ public sealed class TrainerOptions
     /// <summary>Tests: with <see cref="ConvolutionAlgorithm.Auto"/>, every convolution whose shape allows Winograd
     /// (stride 1, square 3x3 or 5x5) trains by it, whether or not it pays.</summary>
     internal bool WinogradWherePossible { get; init; }
+
+    /// <summary>Tests and profiles: run the trainer's own reference operations (NormPoolOps, LayerOps) even where the
+    /// model carries generated training kernels (<see cref="ModelInfo.Training"/>).</summary>
+    internal bool ReferenceOps { get; init; }
 }
 
 /// <summary>
@@ -105,6 +109,10 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         foreach (TrainOp op in _ops)
             if (op is WinogradConvOp) winograd.Add(op.Name[..op.Name.IndexOf('.')]);
         WinogradLayers = winograd;
+        var generated = new List<string>();
+        foreach (TrainOp op in _ops)
+            if (op.Generated) generated.Add(op.Name);
+        GeneratedOperations = generated;
         _profileTicks = new long[2 * _ops.Length + 3];
 
         _lowestTrainable = _ops.Length;
@@ -129,12 +137,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             col = Math.Max(col, op.ColFloats);
             tile = Math.Max(tile, op.TileFloats);
             lrn = Math.Max(lrn, op.LrnFloats);
-            switch (op)
-            {
-                case DropoutOp d: d.Allocate(MaxBatch); break;
-                case LrnOp l: l.Allocate(MaxBatch); break;
-                case MaxPoolOp m: m.Allocate(MaxBatch); break;
-            }
+            op.Allocate(MaxBatch);
         }
         _g0 = new float[MaxBatch * maxAct];
         _g1 = new float[MaxBatch * maxAct];
@@ -148,6 +151,14 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     /// <summary>The layers whose convolution trains by Winograd (forward, weight and input gradients), in order; empty
     /// with <see cref="ConvolutionAlgorithm.Direct"/> or when no layer suits it.</summary>
     public IReadOnlyList<string> WinogradLayers { get; }
+
+    /// <summary>The operations (as <see cref="GetProfile"/> names them) that run kernels the generator emitted for this model
+    /// (<see cref="ModelInfo.Training"/>), in order; a convolution or dense product is listed when its bias gradient is
+    /// generated. Empty for a model description without them.</summary>
+    public IReadOnlyList<string> GeneratedOperations { get; }
+
+    /// <summary>The training graph, one op per operation of the model (tests compare them op by op).</summary>
+    internal IReadOnlyList<TrainOp> Operations => _ops;
 
     /// <summary>The instruction set the training kernels run on in this process: <c>avx512</c>, <c>avx2</c>, <c>vector128</c> (NEON or SSE) or <c>scalar</c>.</summary>
     public static string KernelPath => Gemm.Path;
@@ -512,29 +523,38 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         int[] inShape = Model.InputShape;
         var shape = new Shape3(inShape[0], inShape[1], inShape[2]);
         int dropouts = 0;
-        foreach (LayerInfo layer in Model.Layers)
+        for (int li = 0; li < Model.Layers.Length; li++)
         {
+            LayerInfo layer = Model.Layers[li];
             bool frozen = _frozenLayers.Contains(layer.Name);
-            foreach (OperationInfo op in layer.Ops)
+            for (int oi = 0; oi < layer.Ops.Length; oi++)
             {
+                OperationInfo op = layer.Ops[oi];
                 Shape3 outShape = op.OutputShape.Length == 3 ? new Shape3(op.OutputShape[0], op.OutputShape[1], op.OutputShape[2])
                     : new Shape3(op.OutputShape[0], 1, 1);
                 string name = layer.Name + "." + op.Kind.ToString().ToLowerInvariant();
                 string prefix = op.CheckpointPrefix;
+                OperationKernels? k = Options.ReferenceOps ? null : Fitting(Model.Training?.Find(li, oi), shape, outShape);
                 TrainOp created = op.Kind switch
                 {
                     OperationKind.Conv => Options.Convolutions == ConvolutionAlgorithm.Auto && WinogradConvOp.Suits(shape, outShape, op, costRule: !Options.WinogradWherePossible)
-                        ? new WinogradConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads)
-                        : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads),
-                    OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null),
-                    OperationKind.Relu => new ReluOp(name, shape),
-                    OperationKind.Lrn => new LrnOp(name, shape, op),
-                    OperationKind.MaxPool => new MaxPoolOp(name, shape, outShape, op),
-                    OperationKind.AvgPool => new AvgPoolOp(name, shape, outShape, op, adaptive: false),
-                    OperationKind.AdaptiveAvgPool => outShape == shape ? new IdentityOp(name, shape, outShape) : new AvgPoolOp(name, shape, outShape, op, adaptive: true),
-                    OperationKind.BatchNorm => new BatchNormOp(name, shape, op, this[prefix + ".weight"], this[prefix + ".bias"], this[prefix + ".running_mean"],
-                        this[prefix + ".running_var"], _byKey.TryGetValue(prefix + ".num_batches_tracked", out TrainableTensor? nbt) ? nbt : null),
-                    OperationKind.Dropout => new DropoutOp(name, shape, op.P, dropouts++) { Enabled = Options.Dropout },
+                        ? new WinogradConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads) { BiasKernels = op.Bias ? k as ConvBiasKernels : null }
+                        : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads) { BiasKernels = op.Bias ? k as ConvBiasKernels : null },
+                    OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null) { BiasKernels = op.Bias ? k as DenseBiasKernels : null },
+                    OperationKind.Relu => k is ReluKernels relu ? new GeneratedReluOp(name, shape, relu) : new ReluOp(name, shape),
+                    OperationKind.Lrn => k is LrnKernels lrn ? new GeneratedLrnOp(name, shape, lrn) : new LrnOp(name, shape, op),
+                    OperationKind.MaxPool => k is MaxPoolKernels max ? new GeneratedMaxPoolOp(name, shape, outShape, max) : new MaxPoolOp(name, shape, outShape, op),
+                    OperationKind.AvgPool => k is AvgPoolKernels avg ? new GeneratedAvgPoolOp(name, shape, outShape, avg) : new AvgPoolOp(name, shape, outShape, op, adaptive: false),
+                    OperationKind.AdaptiveAvgPool => outShape == shape ? new IdentityOp(name, shape, outShape)
+                        : k is AvgPoolKernels adaptive ? new GeneratedAvgPoolOp(name, shape, outShape, adaptive) : new AvgPoolOp(name, shape, outShape, op, adaptive: true),
+                    OperationKind.BatchNorm => k is BatchNormKernels bn
+                        ? new GeneratedBatchNormOp(name, shape, bn, this[prefix + ".weight"], this[prefix + ".bias"], this[prefix + ".running_mean"],
+                            this[prefix + ".running_var"], _byKey.TryGetValue(prefix + ".num_batches_tracked", out TrainableTensor? nbt1) ? nbt1 : null)
+                        : new BatchNormOp(name, shape, op, this[prefix + ".weight"], this[prefix + ".bias"], this[prefix + ".running_mean"],
+                            this[prefix + ".running_var"], _byKey.TryGetValue(prefix + ".num_batches_tracked", out TrainableTensor? nbt) ? nbt : null),
+                    OperationKind.Dropout => k is DropoutKernels drop && drop.P == op.P
+                        ? new GeneratedDropoutOp(name, shape, drop, dropouts++) { Enabled = Options.Dropout }
+                        : new DropoutOp(name, shape, op.P, dropouts++) { Enabled = Options.Dropout },
                     OperationKind.Flatten => new IdentityOp(name, shape, new Shape3(shape.Size, 1, 1)),
                     OperationKind.Softmax => new IdentityOp(name, shape, shape),
                     _ => throw new NotSupportedException($"{Model.Name}.{layer.Name}: operation {op.Kind} has no training kernel."),
@@ -544,6 +564,15 @@ public sealed partial class Trainer : IDisposable, IParallelBody
                 shape = outShape;
             }
         }
+    }
+
+    /// <summary>The generated kernels when they were compiled for these shapes (a model with a new head, <see
+    /// cref="ModelInfo.WithClasses"/>, keeps its description's kernels, which no longer fit its last layer).</summary>
+    private static OperationKernels? Fitting(OperationKernels? k, Shape3 input, Shape3 output)
+    {
+        if (k is null) return null;
+        static bool Same(int[] s, Shape3 t) => s.Length == 3 ? s[0] == t.C && s[1] == t.H && s[2] == t.W : s.Length == 1 && s[0] == t.Size && t.H == 1 && t.W == 1;
+        return Same(k.InputShape, input) && Same(k.OutputShape, output) ? k : null;
     }
 }
 

@@ -47,6 +47,9 @@ internal abstract class TrainOp
     /// <summary>True when the op passes its input through unchanged (flatten, softmax before the loss): it shares its input's buffer and is skipped.</summary>
     public virtual bool IsIdentity => false;
 
+    /// <summary>True when the op runs kernels the generator emitted (a product: its bias gradient).</summary>
+    public virtual bool Generated => false;
+
     /// <summary>True when the op has trainable parameters.</summary>
     public virtual bool HasParameters => false;
 
@@ -57,6 +60,9 @@ internal abstract class TrainOp
     public virtual long ColFloats => 0;
     public virtual long TileFloats => 0;
     public virtual long LrnFloats => 0;
+
+    /// <summary>Allocates the per-image state the op keeps between its forward and backward (masks, arg-maxima, LRN powers).</summary>
+    public virtual void Allocate(int maxBatch) { }
 
     public abstract void Forward(in StepContext ctx);
 

@@ -106,6 +106,11 @@ internal sealed class WinogradConvOp : TrainOp
     }
 
     public override bool HasParameters => true;
+
+    /// <summary>The generated bias gradient (per-channel plane sums), or null for the reference's.</summary>
+    public ConvBiasKernels? BiasKernels { get; init; }
+
+    public override bool Generated => BiasKernels is not null;
     public override long ColFloats => _total;
 
     /// <summary>Φ[(a, b)][(i, j)] = G[a, i] · G[b, j] in double, as floats; G's rows belong to the points 0, 1, -1, 2, -2
@@ -196,7 +201,9 @@ internal sealed class WinogradConvOp : TrainOp
                     ref float dyc = ref dy[(long)i0 * outSize + (long)channel * outPlane];
                     GatherOutputGradient(col, ref dyc, count);
                     GradientTiles(col, _mOff + (long)o * _ldT, tiles);
-                    if (grads && _bias is not null)
+                    if (grads && _bias is not null && BiasKernels is { } bk)
+                        acc[_uCount + channel] += (float)bk.PlaneSums(System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpan(ref dyc, (count - 1) * outSize + outPlane), count, outSize);
+                    else if (grads && _bias is not null)
                     {
                         double s = 0;
                         for (int j = 0; j < count; j++)

@@ -244,6 +244,9 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
         // --profile: per-operation times, and which convolutions trained by Winograd (none in alexnet-fmnist: too narrow).
         Assert.Contains("no Winograd layers)", r.Stdout);
         Assert.Contains("conv2.conv", r.Stdout);
+        // The operations that run generated training kernels are marked (every one but flatten and softmax here).
+        Assert.Contains("kernels: generated for", r.Stdout);
+        Assert.Matches(@"conv1\.lrn +backward .*generated", r.Stdout);
         Assert.Contains("27 images of " + root, r.Stderr);
         Assert.Contains("validation: 3 images", r.Stderr);
         Assert.True(File.Exists(Path.Combine(outDir, "last.safetensors")));
@@ -362,6 +365,7 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
             ("schedule 'sometimes' is not known", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--schedule", "sometimes", "--out", outDir }),
             ("--lr '-1' is not a positive number", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--lr", "-1", "--out", outDir }),
             ("--init 'zeros' is not he, paper or xavier", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--init", "zeros", "--out", outDir }),
+            ("--kernels 'fast' is not generated or reference", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--kernels", "fast", "--out", outDir }),
             ("not both", new[] { "train", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--resume", "--weights", "w.safetensors", "--out", outDir }),
             ("--model no-such-net: no such model", new[] { "eval", "--model", "no-such-net", "--data", "fashion-mnist" }),
             ("--split 'both' is not test or train", new[] { "eval", "--model", "alexnet-fmnist", "--data", "fashion-mnist", "--split", "both" }),

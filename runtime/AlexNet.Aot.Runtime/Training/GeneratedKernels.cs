@@ -1,0 +1,178 @@
+using System;
+
+namespace AlexNet.Aot.Training;
+
+/// <summary>
+/// The training kernels the generator emits for a model: one <see cref="OperationKernels"/> per operation of every layer
+/// line that has one (every operation but the convolution and dense products themselves, whose bias gradients it does
+/// have). Generated code hands an instance to <see cref="ModelInfo.Training"/>; the <see cref="Trainer"/> runs these
+/// kernels instead of its own reference operations whenever their shapes are the operation's. Created once per model, so
+/// a training step calls them through virtual calls and allocates nothing.
+/// </summary>
+public abstract class ModelTrainingKernels
+{
+    /// <summary>The kernels of operation <paramref name="operation"/> of layer <paramref name="layer"/> (indices into
+    /// <see cref="ModelInfo.Layers"/> and <see cref="LayerInfo.Ops"/>; operation 0 is the convolution or dense product),
+    /// or null when the generator emitted none for it.</summary>
+    public abstract OperationKernels? Find(int layer, int operation);
+}
+
+/// <summary>
+/// The generated training kernels of one operation, for one input and output shape fixed at build time. The trainer
+/// splits the work across its threads and hands each kernel its share (whole images, channels or elements, as the
+/// kind's documentation says); the kernel does the arithmetic with every shape, window and constant compiled in.
+/// </summary>
+public abstract class OperationKernels
+{
+    /// <summary>Creates the kernels of an operation with the given per-image shapes (C, H, W, or features).</summary>
+    protected OperationKernels(int[] inputShape, int[] outputShape)
+    {
+        InputShape = inputShape;
+        OutputShape = outputShape;
+    }
+
+    /// <summary>The per-image input shape the kernels are compiled for: C, H, W (a dense layer's features: F, 1, 1).</summary>
+    public int[] InputShape { get; }
+
+    /// <summary>The per-image output shape the kernels are compiled for.</summary>
+    public int[] OutputShape { get; }
+}
+
+/// <summary>ReLU: y = max(x, 0) and dx = dy where y &gt; 0, on any run of elements (the trainer splits by element).</summary>
+public abstract class ReluKernels : OperationKernels
+{
+    /// <inheritdoc />
+    protected ReluKernels(int[] shape) : base(shape, shape) { }
+
+    /// <summary>y = max(x, 0).</summary>
+    public abstract void Forward(ReadOnlySpan<float> x, Span<float> y);
+
+    /// <summary>dx = y &gt; 0 ? dy : 0.</summary>
+    public abstract void Backward(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx);
+}
+
+/// <summary>Local response normalization across channels, on whole images (the trainer splits by image).</summary>
+public abstract class LrnKernels : OperationKernels
+{
+    /// <inheritdoc />
+    protected LrnKernels(int[] shape) : base(shape, shape) { }
+
+    /// <summary>y = x · s^-beta; keeps s^-beta in <paramref name="pow"/> and s^-beta / s in <paramref name="ratio"/> for the
+    /// backward. <paramref name="scratch"/> holds one image.</summary>
+    public abstract void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> pow, Span<float> ratio, Span<float> scratch);
+
+    /// <summary>dx from dy and what the forward kept. <paramref name="scratch"/> holds one image.</summary>
+    public abstract void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> pow, ReadOnlySpan<float> ratio, ReadOnlySpan<float> dy, Span<float> dx, Span<float> scratch);
+}
+
+/// <summary>Max pooling on whole images (the trainer splits by image).</summary>
+public abstract class MaxPoolKernels : OperationKernels
+{
+    /// <inheritdoc />
+    protected MaxPoolKernels(int[] inputShape, int[] outputShape) : base(inputShape, outputShape) { }
+
+    /// <summary>y = the window maxima; <paramref name="argmax"/> = each maximum's index in its input plane.</summary>
+    public abstract void Forward(ReadOnlySpan<float> x, Span<float> y, Span<int> argmax);
+
+    /// <summary>dx = 0, then dy added at each output's arg-max.</summary>
+    public abstract void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<int> argmax, Span<float> dx);
+}
+
+/// <summary>Average pooling or adaptive average pooling on whole images (the trainer splits by image).</summary>
+public abstract class AvgPoolKernels : OperationKernels
+{
+    /// <inheritdoc />
+    protected AvgPoolKernels(int[] inputShape, int[] outputShape) : base(inputShape, outputShape) { }
+
+    /// <summary>y = the window means.</summary>
+    public abstract void Forward(ReadOnlySpan<float> x, Span<float> y);
+
+    /// <summary>dx = each output's dy spread evenly over its window.</summary>
+    public abstract void Backward(ReadOnlySpan<float> dy, Span<float> dx);
+}
+
+/// <summary>A batch-norm operation's tensors, as the generated kernels read and write them.</summary>
+public sealed class BatchNormTensors
+{
+    /// <summary>Gathers the tensors (arrays shared, not copied).</summary>
+    public BatchNormTensors(float[] gamma, float[] beta, float[] runningMean, float[] runningVar, float[] gammaGradient, float[] betaGradient)
+    {
+        Gamma = gamma;
+        Beta = beta;
+        RunningMean = runningMean;
+        RunningVar = runningVar;
+        GammaGradient = gammaGradient;
+        BetaGradient = betaGradient;
+        BatchMean = new float[gamma.Length];
+        InvStd = new float[gamma.Length];
+    }
+
+    /// <summary>The scale (weight).</summary>
+    public float[] Gamma { get; }
+    /// <summary>The shift (bias).</summary>
+    public float[] Beta { get; }
+    /// <summary>The running mean (updated by a training forward).</summary>
+    public float[] RunningMean { get; }
+    /// <summary>The running variance (unbiased; updated by a training forward).</summary>
+    public float[] RunningVar { get; }
+    /// <summary>dL/dgamma (empty when frozen).</summary>
+    public float[] GammaGradient { get; }
+    /// <summary>dL/dbeta (empty when frozen).</summary>
+    public float[] BetaGradient { get; }
+    /// <summary>The mean the last forward normalized with, per channel.</summary>
+    public float[] BatchMean { get; }
+    /// <summary>1/sqrt(variance + eps) of the last forward, per channel.</summary>
+    public float[] InvStd { get; }
+}
+
+/// <summary>Batch normalization over the whole batch, by channel (the trainer splits the channels).</summary>
+public abstract class BatchNormKernels : OperationKernels
+{
+    /// <inheritdoc />
+    protected BatchNormKernels(int[] shape) : base(shape, shape) { }
+
+    /// <summary>Channels [c0, c1) of <paramref name="batch"/> images: training, the batch statistics (and the running
+    /// statistics updated); evaluation, the running statistics.</summary>
+    public abstract void Forward(float[] x, float[] y, int batch, int c0, int c1, bool training, BatchNormTensors t);
+
+    /// <summary>Channels [c0, c1): dgamma and dbeta unless <paramref name="frozen"/>, and dx when <paramref name="needDx"/>.</summary>
+    public abstract void Backward(float[] x, float[] dy, float[] dx, int batch, int c0, int c1, bool trainingForward, bool needDx, bool frozen, BatchNormTensors t);
+}
+
+/// <summary>Inverted dropout on any run of elements (the trainer splits by element).</summary>
+public abstract class DropoutKernels : OperationKernels
+{
+    /// <inheritdoc />
+    protected DropoutKernels(int[] shape) : base(shape, shape) { }
+
+    /// <summary>The drop probability compiled in.</summary>
+    public abstract float P { get; }
+
+    /// <summary>mask[i] = 1/(1-p) or 0 drawn from <paramref name="stream"/> at element <paramref name="start"/> + i, and
+    /// y = x · mask.</summary>
+    public abstract void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> mask, long start, ulong stream);
+
+    /// <summary>dx = dy · mask.</summary>
+    public abstract void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> mask, Span<float> dx);
+}
+
+/// <summary>A convolution's bias gradient: the sum of one output channel's planes.</summary>
+public abstract class ConvBiasKernels : OperationKernels
+{
+    /// <inheritdoc />
+    protected ConvBiasKernels(int[] inputShape, int[] outputShape) : base(inputShape, outputShape) { }
+
+    /// <summary>The sum, in double, of <paramref name="images"/> output planes that start <paramref name="imageStride"/>
+    /// floats apart in <paramref name="dy"/>.</summary>
+    public abstract double PlaneSums(ReadOnlySpan<float> dy, int images, int imageStride);
+}
+
+/// <summary>A dense layer's bias gradient: dy summed over the batch.</summary>
+public abstract class DenseBiasKernels : OperationKernels
+{
+    /// <inheritdoc />
+    protected DenseBiasKernels(int[] inputShape, int[] outputShape) : base(inputShape, outputShape) { }
+
+    /// <summary>gradient[o] = Σ_b dy[b, o] (in double, b in order) for features [o0, o1).</summary>
+    public abstract void Gradient(ReadOnlySpan<float> dy, int batch, int o0, int o1, Span<float> gradient);
+}
