@@ -559,9 +559,13 @@ internal static class TrainingEmitter
                                 w.Line($"int xs = ox * {I(st)};");
                                 w.Line("float best = Unsafe.Add(ref cm, xs);");
                                 w.Line("int arg = Unsafe.Add(ref ca, xs);");
+                                // Selects, not branches: which column wins is data (a branch mispredicts about half the time).
                                 for (int t = 1; t < k; t++)
                                 {
-                                    w.Line($"if (Unsafe.Add(ref cm, xs + {I(t)}) > best) {{ best = Unsafe.Add(ref cm, xs + {I(t)}); arg = Unsafe.Add(ref ca, xs + {I(t)}); }}");
+                                    w.Line($"float v{I(t)} = Unsafe.Add(ref cm, xs + {I(t)});");
+                                    w.Line($"bool gt{I(t)} = v{I(t)} > best;");
+                                    w.Line($"arg = gt{I(t)} ? Unsafe.Add(ref ca, xs + {I(t)}) : arg;");
+                                    w.Line($"best = gt{I(t)} ? v{I(t)} : best;");
                                 }
                                 w.Line("Unsafe.Add(ref y, o) = best;");
                                 w.Line("Unsafe.Add(ref a, o) = arg;");
