@@ -2,7 +2,7 @@
 # Training step times on 2 pinned cores of a larger machine, ours (a NativeAOT alexnet, `alexnet soak --mode train`
 # on random data, Winograd and direct convolutions) beside PyTorch's (bench/pytorch/training_step.py), alternating,
 # twice. Needs python3 with torch and torchvision, and taskset.
-#   bash bench/pinned-training.sh ALEXNET_BINARY [OUT_DIR]
+#   [ROUNDS=2] bash bench/pinned-training.sh ALEXNET_BINARY [OUT_DIR]
 set -euo pipefail
 bin="${1:?usage: pinned-training.sh ALEXNET_BINARY [OUT_DIR]}"
 out="${2:-pinned-training}"
@@ -24,7 +24,7 @@ ours() { # model batch conv iterations
         END { ms = (e - s) / (j - i) * 1000; printf "ours %s batch %d conv %s: %.1f ms per step (%.0f images/s)\n", m, b, c, ms, b / ms * 1000 }' "$csv"
 }
 
-for round in 1 2; do
+for round in $(seq 1 "${ROUNDS:-2}"); do
     ours alexnet-fmnist 128 auto 24
     ours alexnet-fmnist 128 direct 24
     ours alexnet-torchvision 32 auto 14
