@@ -539,7 +539,11 @@ public sealed partial class Trainer : IDisposable, IParallelBody
                 {
                     OperationKind.Conv => Options.Convolutions == ConvolutionAlgorithm.Auto && WinogradConvOp.Suits(shape, outShape, op, costRule: !Options.WinogradWherePossible)
                         ? new WinogradConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads) { BiasKernels = op.Bias ? k as ConvBiasKernels : null }
-                        : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads) { BiasKernels = op.Bias ? k as ConvBiasKernels : null },
+                        : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads)
+                        {
+                            BiasKernels = op.Bias ? k as ConvBiasKernels : null,
+                            GatherKernels = k is ConvKernels gather && ConvOp.Fits(gather, op) ? gather : null,
+                        },
                     OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null) { BiasKernels = op.Bias ? k as DenseBiasKernels : null },
                     OperationKind.Relu => k is ReluKernels relu ? new GeneratedReluOp(name, shape, relu) : new ReluOp(name, shape),
                     OperationKind.Lrn => k is LrnKernels lrn ? new GeneratedLrnOp(name, shape, lrn) : new LrnOp(name, shape, op),
