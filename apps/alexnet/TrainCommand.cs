@@ -519,9 +519,10 @@ internal static class TrainCommand
         Console.Out.WriteLine("OPERATION          PASS                       MS   SHARE  KERNELS");
         foreach (var (op, pass, ms) in rows)
         {
-            // A convolution or dense product trains by the runtime's GEMM; only its bias gradient (in the backward) is generated.
-            bool product = op.EndsWith(".conv", StringComparison.Ordinal) || op.EndsWith(".dense", StringComparison.Ordinal);
-            string mark = !generated.Contains(op) ? "" : !product ? "  generated" : pass == "backward" ? "  generated bias gradient" : "";
+            // A convolution or dense product trains by the runtime's GEMM; its column gather and scatter and its bias
+            // gradient may be generated.
+            string? parts = generated.Contains(op) ? trainer.GeneratedParts(op, pass == "backward") : null;
+            string mark = parts is null ? "" : parts.Length == 0 ? "  generated" : "  generated " + parts;
             Console.Out.WriteLine($"{op,-18} {pass,-22} {ModelCommon.Number(ms, "0.00"),8} {ModelCommon.Number(100 * ms / total, "0.0"),6}%{mark}");
         }
     }

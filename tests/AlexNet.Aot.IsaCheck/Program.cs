@@ -54,6 +54,9 @@ public static class Program
         //    the loss and every gradient of a step with dropout on, bit for bit (conv bias gradients to 1e-6: another grouping).
         foreach (string model in new[] { "alexnet-fmnist", "alexnet-fmnist-bn", "bn-mini" })
             Check("generated " + model, () => Generated(model));
+        //    Every convolution direct: the generated column gathers and scatters on this rung.
+        foreach (string model in new[] { "alexnet-fmnist", "tv-mini" })
+            Check("generated direct " + model, () => Generated(model, AlexNet.Aot.ConvolutionAlgorithm.Direct));
 
         Console.WriteLine(s_failures == 0 ? "all passed" : $"{s_failures} failed");
         return s_failures == 0 ? 0 : 1;
@@ -108,14 +111,14 @@ public static class Program
         return new ReferenceCheck.Result(model, 4, r.Passed(1e-4) ? worst : double.PositiveInfinity, 1, 1e-4);
     }
 
-    private static ReferenceCheck.Result Generated(string model)
+    private static ReferenceCheck.Result Generated(string model, AlexNet.Aot.ConvolutionAlgorithm convolutions = AlexNet.Aot.ConvolutionAlgorithm.Auto)
     {
         ModelInfo info = (AlexNet.Aot.Models.ModelCatalog.Find(model) ?? throw new InvalidOperationException(model + " is not compiled in")).Info;
         const int batch = 3;
         var weights = new RandomWeights(info, 5);
         float[] input = RandomWeights.Uniform(batch * info.InputLength, 9);
         int[] labels = { 1, 4, 7 };
-        var options = new AlexNet.Aot.Training.TrainerOptions { MaxBatch = batch, Threads = 2 };
+        var options = new AlexNet.Aot.Training.TrainerOptions { MaxBatch = batch, Threads = 2, Convolutions = convolutions };
         using var generated = new AlexNet.Aot.Training.Trainer(info, weights, options);
         using var reference = new AlexNet.Aot.Training.Trainer(info with { Training = null }, weights, options); // a description without kernels
         if (generated.GeneratedOperations.Count == 0) throw new InvalidOperationException(model + ": no operation runs generated kernels");

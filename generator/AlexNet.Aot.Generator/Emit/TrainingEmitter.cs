@@ -9,7 +9,7 @@ namespace AlexNet.Aot.Generator.Emit;
 /// <summary>
 /// Emits the training kernels of a model: per layer line, one class per operation that the trainer runs (ReLU, LRN,
 /// max, average and adaptive average pooling, batch norm in training mode, dropout) plus the bias gradient of the
-/// convolution or dense product, each with its shapes, windows and constants compiled in and one copy per rung of the
+/// convolution or dense product and a convolution's column gather (im2col) and scatter (col2im), each with its shapes, windows and constants compiled in and one copy per rung of the
 /// ISA ladder; and per model, the table through which <c>ModelInfo.Training</c> hands them to the trainer. The
 /// arithmetic is the runtime reference operations' (runtime Training/NormPoolOps.cs and LayerOps.cs), in the same
 /// order, so that the results are the same bit for bit.
@@ -47,7 +47,8 @@ internal static class TrainingEmitter
         {
             w.Line("/// <summary>");
             w.Line("/// The generated training kernels of every operation of this model, by layer and operation index (operation 0 is the");
-            w.Line("/// convolution or dense product, whose bias gradient is here; the products themselves train by the runtime's GEMM).");
+            w.Line("/// convolution or dense product, whose bias gradient is here, and a convolution's column gather and scatter; the");
+            w.Line("/// products themselves train by the runtime's GEMM).");
             w.Line("/// <c>Metadata.Training</c> points here, so a <c>Trainer</c> runs these kernels instead of its reference operations.");
             w.Line("/// Every kernel object is created once, with the table: a training step only makes virtual calls.");
             w.Line("/// </summary>");
@@ -101,12 +102,8 @@ internal static class TrainingEmitter
                 // The product's bias gradient.
                 if (l.IsConv)
                 {
-                    if (s.Bias)
-                    {
-                        EmitConvBias(w, l);
-                        ops.Add("Bias");
-                    }
-                    else ops.Add(null);
+                    EmitConv(w, l);
+                    ops.Add("Conv");
                 }
                 else
                 {
@@ -217,19 +214,23 @@ internal static class TrainingEmitter
 
     // ------------------------------------------------------------------ bias gradients
 
-    private static void EmitConvBias(SourceWriter w, LayerPlan l)
+    private static void EmitConv(SourceWriter w, LayerPlan l)
     {
+        LayerSpec sp = l.Spec;
         int plane = l.OutH * l.OutW;
         Summary(w,
-            $"The convolution's bias gradient: db[o] = Σ over the images and the {I(l.OutH)}x{I(l.OutW)} output plane of dy[o].",
-            "Floats widened to double as they are loaded and summed in double vector lanes (the reference sums in double too,",
-            "in another grouping: the two agree to the last float bit but in rare ties). The plane length is compiled in.");
+            $"The convolution's training kernels ({I(l.CinG)} input channels per group, {I(l.InH)}x{I(l.InW)} in, {I(sp.KernelH)}x{I(sp.KernelW)} window,",
+            $"stride {I(sp.Stride)}, padding {I(sp.Padding)}, {I(l.OutH)}x{I(l.OutW)} out): the column gather and scatter around the runtime's GEMM,",
+            "and the bias gradient db[o] = Σ over the images and the output plane of dy[o] (used when the convolution has a",
+            "bias): floats widened to double as they are loaded and summed in double vector lanes (the reference sums in double",
+            "too, in another grouping: the two agree to the last float bit but in rare ties).");
         Generated(w);
-        using (w.Block($"internal sealed class Bias : {Ns}ConvBiasKernels"))
+        using (w.Block($"internal sealed class Conv : {Ns}ConvKernels"))
         {
             w.Line($"private const int Plane = {I(plane)};");
+            EmitGatherScatter(w, l);
             w.Line();
-            w.Line($"public Bias() : base({ShapeArray(l.InC, l.InH, l.InW)}, {ShapeArray(l.OutC, l.OutH, l.OutW)}) {{ }}");
+            w.Line($"public Conv() : base({ShapeArray(l.InC, l.InH, l.InW)}, {ShapeArray(l.OutC, l.OutH, l.OutW)}, {I(l.Groups)}, {I(sp.KernelH)}, {I(sp.KernelW)}, {I(sp.Stride)}, {I(sp.Padding)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
             using (Method(w, "public override double PlaneSums(ReadOnlySpan<float> dy, int images, int imageStride)"))
@@ -267,6 +268,299 @@ internal static class TrainingEmitter
                     w.Line("for (; i < Plane; i++) s += Unsafe.Add(ref p, i);");
                     w.Line("return s;");
                 }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ convolution gather and scatter
+
+    /// <summary>Emits <paramref name="n"/> floats copied from <paramref name="src"/> to <paramref name="dst"/> (refs, not
+    /// overlapping) with the widest vectors of <paramref name="isa0"/>'s rung that fit, the remainder by an overlapping last
+    /// vector (a copy may write a float twice); a loop when there are more than four vectors.</summary>
+    private static void EmitCopy(SourceWriter w, IsaPath isa0, int n, string src, string dst)
+    {
+        IsaPath isa = Fit(isa0, n);
+        if (isa.IsScalar)
+        {
+            w.Line($"for (int i = 0; i < {I(n)}; i++) Unsafe.Add(ref {dst}, i) = Unsafe.Add(ref {src}, i);");
+            return;
+        }
+        int L = isa.Lanes, full = n / L;
+        if (full > 4)
+            w.Line(V($"for (nuint i = 0; i < {I(full * L)}; i += LANES) VEC.LoadUnsafe(ref {src}, i).StoreUnsafe(ref {dst}, i);", isa));
+        else
+            for (int v = 0; v < full; v++)
+                w.Line(V($"VEC.LoadUnsafe(ref {src}, {I(v * L)}).StoreUnsafe(ref {dst}, {I(v * L)});", isa));
+        if (n % L != 0)
+            w.Line(V($"VEC.LoadUnsafe(ref {src}, {I(n - L)}).StoreUnsafe(ref {dst}, {I(n - L)});", isa));
+    }
+
+    /// <summary>Emits dst[0..n) += src[0..n), each float once: the widest vectors that fit, then narrower rungs, then scalars.</summary>
+    private static void EmitAdd(SourceWriter w, IsaPath isa0, int n, string src, string dst)
+    {
+        int at = 0;
+        foreach (IsaPath isa in IsaPath.Ladder)
+        {
+            if (isa.IsScalar || isa.Lanes > isa0.Lanes) continue;
+            int L = isa.Lanes, full = (n - at) / L;
+            if (full == 0) continue;
+            string add = V($"(VEC.LoadUnsafe(ref {dst}, IDX) + VEC.LoadUnsafe(ref {src}, IDX)).StoreUnsafe(ref {dst}, IDX);", isa);
+            if (full > 4)
+                w.Line(V($"for (nuint i = {I(at)}; i < {I(at + full * L)}; i += LANES) ", isa) + add.Replace("IDX", "i"));
+            else
+                for (int v = 0; v < full; v++) w.Line(add.Replace("IDX", I(at + v * L)));
+            at += full * L;
+        }
+        if (n - at > 4) w.Line($"for (int i = {I(at)}; i < {I(n)}; i++) Unsafe.Add(ref {dst}, i) += Unsafe.Add(ref {src}, i);");
+        else
+            for (; at < n; at++) w.Line($"Unsafe.Add(ref {dst}, {I(at)}) += Unsafe.Add(ref {src}, {I(at)});");
+    }
+
+    /// <summary>The output positions [lo, hi) along one axis whose input position o·stride - pad + tap lies inside
+    /// [0, inSize) (the runtime's ConvOp.ValidRange).</summary>
+    private static (int Lo, int Hi) ValidRange(int tap, int inSize, int outSize, int stride, int pad)
+    {
+        int first = pad - tap, last = inSize - 1 + pad - tap;
+        int lo = first <= 0 ? 0 : System.Math.Min(outSize, (first + stride - 1) / stride);
+        int hi = last < 0 ? 0 : System.Math.Min(outSize, last / stride + 1);
+        return (lo, hi < lo ? lo : hi);
+    }
+
+    /// <summary>
+    /// The convolution's column gather (im2col) and scatter-add (col2im) with every shape compiled in: the runtime
+    /// ConvOp's Im2Col and Col2Im, the same layouts and the same order of adds. The input is first laid out, in the
+    /// scratch, so that every row of the column matrix is OH contiguous runs of OW floats: zero-padded (stride 1 with
+    /// padding), or zero-padded and split by column phase (stride s &gt; 1: row iy, phase r holds padded columns r, r+s,
+    /// ...). Stride 1 without padding reads the input in place.
+    /// </summary>
+    private static void EmitGatherScatter(SourceWriter w, LayerPlan l)
+    {
+        LayerSpec sp = l.Spec;
+        int cin = l.CinG, h = l.InH, wd = l.InW, oh = l.OutH, ow = l.OutW, kh = sp.KernelH, kw = sp.KernelW, st = sp.Stride, pad = sp.Padding;
+        int taps = kh * kw, k = cin * taps, hp = h + 2 * pad, wp = wd + 2 * pad;
+        int len = (wp + st - 1) / st, rowLen = st == 1 ? wp : st * len, pplane = hp * rowLen;
+        bool staged = st > 1 || pad > 0;
+        int scratch = staged ? cin * pplane : 0;
+        w.Line($"private const int CinG = {I(cin)}, H = {I(h)}, W = {I(wd)}, InPlane = {I(h * wd)};");
+        w.Line($"private const int OH = {I(oh)}, OW = {I(ow)}, KH = {I(kh)}, KW = {I(kw)}, S = {I(st)}, Pad = {I(pad)};");
+        w.Line($"/// <summary>Rows of the column matrix: (ci, ky, kx).</summary>");
+        w.Line($"private const int K = {I(k)};");
+        w.Line(st == 1
+            ? $"/// <summary>The {(pad > 0 ? "zero-padded input's row length and plane (in the scratch)" : "input's row length and plane (read in place)")}.</summary>"
+            : "/// <summary>One phase of a padded row (columns r, r+S, ...), a split row (S phases) and a split plane (in the scratch).</summary>");
+        if (st > 1) w.Line($"private const int Len = {I(len)};");
+        w.Line($"private const int RowLen = {I(rowLen)}, PPlane = {I(pplane)};");
+        w.Line($"private const int Scratch = {I(scratch)};");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        w.Line("public override int ScratchFloats => Scratch;");
+        w.Line();
+        w.Line("private static void Check(int x, int col, int ld, int scratch)");
+        w.Line("{");
+        w.Line("    if (x < CinG * InPlane || ld < Plane || col < (K - 1) * ld + Plane || scratch < Scratch)");
+        w.Line("        throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+        w.Line("}");
+
+        // ---- Gather
+        w.Line();
+        Summary(w,
+            "im2col of one image's group: row (ci, ky, kx) of col, column oy·OW + ox, gets",
+            $"x[ci][oy·{I(st)} - {I(pad)} + ky][ox·{I(st)} - {I(pad)} + kx], zero in the padding (the runtime's ConvOp.Im2Col).",
+            staged
+                ? (st == 1 ? "The input is copied once into the zeroed scratch with its padding around it, so that each row is OH plain"
+                    : "The input is copied once into the zeroed scratch with its padding, each row split by column phase (ox·S + kx is")
+                : "Each row is OH plain copies of OW floats from the input, no bounds to check.",
+            staged
+                ? (st == 1 ? "copies of OW floats with no bounds to check: pure data movement, so bit for bit the reference's."
+                    : "phase kx mod S at ox + kx / S), so that each row is OH contiguous copies of OW floats.")
+                : "Pure data movement, so bit for bit the reference's.");
+        using (Method(w, "public override void Gather(ReadOnlySpan<float> x, Span<float> col, int ld, Span<float> scratch)"))
+        {
+            w.Line("Check(x.Length, col.Length, ld, scratch.Length);");
+            if (staged) w.Line("scratch.Slice(0, Scratch).Clear();");
+            w.Line("ref float xr = ref MemoryMarshal.GetReference(x);");
+            w.Line("ref float c = ref MemoryMarshal.GetReference(col);");
+            w.Line("ref float sc = ref MemoryMarshal.GetReference(scratch);");
+            LayerEmitter.Ladder(w, isa => $"Gather{isa.Suffix}(ref xr, ref c, ld, ref sc);");
+        }
+        foreach (IsaPath isa in IsaPath.Ladder)
+        {
+            w.Line();
+            w.Line($"/// <summary>The gather, {X(isa.Description)}: the kx window unrolled, each tap one call of Rows{isa.Suffix}.</summary>");
+            using (Method(w, $"private static void Gather{isa.Suffix}(ref float x, ref float col, nint ld, ref float scratch)"))
+            {
+                if (st == 1 && pad > 0)
+                {
+                    w.Line("for (int ci = 0; ci < CinG; ci++)");
+                    w.Line("    for (int iy = 0; iy < H; iy++)");
+                    w.Line("    {");
+                    w.Line("        ref float s = ref Unsafe.Add(ref x, ci * InPlane + iy * W);");
+                    w.Line("        ref float d = ref Unsafe.Add(ref scratch, ci * PPlane + (iy + Pad) * RowLen + Pad);");
+                    w.Indent(); w.Indent();
+                    EmitCopy(w, isa, wd, "s", "d");
+                    w.Dedent(); w.Dedent();
+                    w.Line("    }");
+                    w.Line("ref float src = ref scratch;");
+                }
+                else if (st > 1)
+                {
+                    w.Line("for (int ci = 0; ci < CinG; ci++)");
+                    w.Line("    for (int iy = 0; iy < H; iy++)");
+                    w.Line("    {");
+                    w.Line("        ref float s = ref Unsafe.Add(ref x, ci * InPlane + iy * W);");
+                    w.Line("        ref float d = ref Unsafe.Add(ref scratch, ci * PPlane + (iy + Pad) * RowLen);");
+                    w.Line("        for (int ix = 0; ix < W; ix++)");
+                    w.Line("        {");
+                    w.Line("            int xp = ix + Pad;");
+                    w.Line("            Unsafe.Add(ref d, xp % S * Len + xp / S) = Unsafe.Add(ref s, ix);");
+                    w.Line("        }");
+                    w.Line("    }");
+                    w.Line("ref float src = ref scratch;");
+                }
+                else w.Line("ref float src = ref x;");
+                w.Line("for (int ci = 0; ci < CinG; ci++)");
+                w.Line("    for (int ky = 0; ky < KH; ky++)");
+                w.Line("    {");
+                w.Line("        ref float s = ref Unsafe.Add(ref src, ci * PPlane + ky * RowLen);");
+                w.Line("        ref float d = ref Unsafe.Add(ref col, (ci * KH + ky) * KW * ld);");
+                for (int kx = 0; kx < kw; kx++)
+                {
+                    int off = st == 1 ? kx : kx % st * len + kx / st;
+                    string sArg = off == 0 ? "ref s" : $"ref Unsafe.Add(ref s, {I(off)})";
+                    string dArg = kx == 0 ? "ref d" : kx == 1 ? "ref Unsafe.Add(ref d, ld)" : $"ref Unsafe.Add(ref d, {I(kx)} * ld)";
+                    w.Line($"        Rows{isa.Suffix}({sArg}, {dArg}); // kx = {I(kx)}");
+                }
+                w.Line("    }");
+            }
+            w.Line();
+            w.Line($"/// <summary>One row of the column matrix: OH runs of OW floats, {I(st == 1 ? rowLen : st * rowLen)} floats apart in the source, {X(isa.Description)}.</summary>");
+            w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+            using (w.Block($"private static void Rows{isa.Suffix}(ref float src, ref float dst)"))
+            {
+                w.Line("for (int oy = 0; oy < OH; oy++)");
+                w.Line("{");
+                w.Line($"    ref float s = ref Unsafe.Add(ref src, oy * {(st == 1 ? "RowLen" : "S * RowLen")});");
+                w.Line("    ref float d = ref Unsafe.Add(ref dst, oy * OW);");
+                w.Indent();
+                EmitCopy(w, isa, ow, "s", "d");
+                w.Dedent();
+                w.Line("}");
+            }
+        }
+
+        // ---- Scatter
+        w.Line();
+        if (st == 1)
+            Summary(w,
+                "col2im of one image's group: every element of row (ci, ky, kx), column oy·OW + ox, added onto",
+                "dx[ci][oy - Pad + ky][ox - Pad + kx], rows in order and each row's runs in order (the runtime's ConvOp.Col2Im):",
+                pad > 0 ? "onto the zeroed padded gradient in the scratch, whose inside is then copied to dx (zero before), so every"
+                    : "straight onto dx (zero before), so every",
+                "element gets the reference's sum, in the reference's order, bit for bit.");
+        else
+            Summary(w,
+                "col2im of one image's group: every element of row (ci, ky, kx), column oy·OW + ox, added onto",
+                $"dx[ci][oy·{I(st)} - {I(pad)} + ky][ox·{I(st)} - {I(pad)} + kx] where that is inside the image (the runtime's ConvOp.Col2Im):",
+                "taps in order, each with its rows and columns inside the image compiled in, straight onto dx (zero before). The",
+                "adds are S floats apart in dx, so scalar on every rung: the reference's sums in the reference's order, bit for bit.");
+        using (Method(w, "public override void Scatter(ReadOnlySpan<float> col, int ld, Span<float> dx, Span<float> scratch)"))
+        {
+            w.Line("Check(dx.Length, col.Length, ld, scratch.Length);");
+            if (st == 1 && pad > 0) w.Line("scratch.Slice(0, Scratch).Clear();");
+            w.Line("ref float c = ref MemoryMarshal.GetReference(col);");
+            w.Line("ref float d = ref MemoryMarshal.GetReference(dx);");
+            if (st == 1)
+            {
+                w.Line("ref float sc = ref MemoryMarshal.GetReference(scratch);");
+                LayerEmitter.Ladder(w, isa => $"Scatter{isa.Suffix}(ref c, ld, ref d, ref sc);");
+            }
+            else w.Line("ScatterStrided(ref c, ld, ref d);");
+        }
+        if (st == 1)
+        {
+            foreach (IsaPath isa in IsaPath.Ladder)
+            {
+                w.Line();
+                w.Line($"/// <summary>The scatter, {X(isa.Description)}: the kx window unrolled, each tap one call of AddRows{isa.Suffix}.</summary>");
+                using (Method(w, $"private static void Scatter{isa.Suffix}(ref float col, nint ld, ref float dx, ref float scratch)"))
+                {
+                    w.Line(pad > 0 ? "ref float dp = ref scratch;" : "ref float dp = ref dx;");
+                    w.Line("for (int ci = 0; ci < CinG; ci++)");
+                    w.Line("    for (int ky = 0; ky < KH; ky++)");
+                    w.Line("    {");
+                    w.Line("        ref float s = ref Unsafe.Add(ref col, (ci * KH + ky) * KW * ld);");
+                    w.Line("        ref float d = ref Unsafe.Add(ref dp, ci * PPlane + ky * RowLen);");
+                    for (int kx = 0; kx < kw; kx++)
+                    {
+                        string sArg = kx == 0 ? "ref s" : kx == 1 ? "ref Unsafe.Add(ref s, ld)" : $"ref Unsafe.Add(ref s, {I(kx)} * ld)";
+                        string dArg = kx == 0 ? "ref d" : $"ref Unsafe.Add(ref d, {I(kx)})";
+                        w.Line($"        AddRows{isa.Suffix}({sArg}, {dArg}); // kx = {I(kx)}");
+                    }
+                    w.Line("    }");
+                    if (pad > 0)
+                    {
+                        w.Line("for (int ci = 0; ci < CinG; ci++)");
+                        w.Line("    for (int iy = 0; iy < H; iy++)");
+                        w.Line("    {");
+                        w.Line("        ref float s = ref Unsafe.Add(ref dp, ci * PPlane + (iy + Pad) * RowLen + Pad);");
+                        w.Line("        ref float d = ref Unsafe.Add(ref dx, ci * InPlane + iy * W);");
+                        w.Indent(); w.Indent();
+                        EmitCopy(w, isa, wd, "s", "d");
+                        w.Dedent(); w.Dedent();
+                        w.Line("    }");
+                    }
+                }
+                w.Line();
+                w.Line($"/// <summary>One row of the column gradient added onto OH runs of OW floats, {I(rowLen)} floats apart, {X(isa.Description)}.</summary>");
+                w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+                using (w.Block($"private static void AddRows{isa.Suffix}(ref float src, ref float dst)"))
+                {
+                    w.Line("for (int oy = 0; oy < OH; oy++)");
+                    w.Line("{");
+                    w.Line("    ref float s = ref Unsafe.Add(ref src, oy * OW);");
+                    w.Line("    ref float d = ref Unsafe.Add(ref dst, oy * RowLen);");
+                    w.Indent();
+                    EmitAdd(w, isa, ow, "s", "d");
+                    w.Dedent();
+                    w.Line("}");
+                }
+            }
+        }
+        else
+        {
+            w.Line();
+            w.Line("/// <summary>The strided scatter: one call of Tap per tap (ky, kx) that reads inside the image, with the output rows");
+            w.Line("/// [oyLo, oyHi) and columns [oxLo, oxLo + n) that do compiled in.</summary>");
+            using (Method(w, "private static void ScatterStrided(ref float col, nint ld, ref float dx)"))
+            {
+                w.Line("for (int ci = 0; ci < CinG; ci++)");
+                w.Line("{");
+                w.Line("    ref float s = ref Unsafe.Add(ref col, ci * KH * KW * ld);");
+                w.Line("    ref float d = ref Unsafe.Add(ref dx, ci * InPlane);");
+                for (int ky = 0; ky < kh; ky++)
+                {
+                    (int oyLo, int oyHi) = ValidRange(ky, h, oh, st, pad);
+                    for (int kx = 0; kx < kw; kx++)
+                    {
+                        (int oxLo, int oxHi) = ValidRange(kx, wd, ow, st, pad);
+                        int n = oxHi - oxLo;
+                        if (n <= 0 || oyHi <= oyLo) continue;
+                        w.Line($"    Tap(ref Unsafe.Add(ref s, {I(ky * kw + kx)} * ld), ref d, {I(oyLo)}, {I(oyHi)}, {I(oxLo)}, {I(n)}, {I(ky)}, {I(kx)});");
+                    }
+                }
+                w.Line("}");
+            }
+            w.Line();
+            w.Line("/// <summary>Adds tap (ky, kx)'s row of the column gradient onto the input positions it read.</summary>");
+            w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+            using (w.Block("private static void Tap(ref float src, ref float dc, int oyLo, int oyHi, int oxLo, int n, int ky, int kx)"))
+            {
+                w.Line("for (int oy = oyLo; oy < oyHi; oy++)");
+                w.Line("{");
+                w.Line("    ref float sr = ref Unsafe.Add(ref src, oy * OW + oxLo);");
+                w.Line("    ref float d = ref Unsafe.Add(ref dc, (oy * S - Pad + ky) * W + oxLo * S - Pad + kx);");
+                w.Line("    for (int ox = 0; ox < n; ox++) Unsafe.Add(ref d, ox * S) += Unsafe.Add(ref sr, ox);");
+                w.Line("}");
             }
         }
     }

@@ -5,7 +5,7 @@ namespace AlexNet.Aot.Training;
 /// <summary>
 /// The training kernels the generator emits for a model: one <see cref="OperationKernels"/> per operation of every layer
 /// line that has one (every operation but the convolution and dense products themselves, whose bias gradients it does
-/// have). Generated code hands an instance to <see cref="ModelInfo.Training"/>; the <see cref="Trainer"/> runs these
+/// have, and a convolution's column gather and scatter: <see cref="ConvKernels"/>). Generated code hands an instance to <see cref="ModelInfo.Training"/>; the <see cref="Trainer"/> runs these
 /// kernels instead of its own reference operations whenever their shapes are the operation's. Created once per model, so
 /// a training step calls them through virtual calls and allocates nothing.
 /// </summary>
@@ -175,4 +175,53 @@ public abstract class DenseBiasKernels : OperationKernels
 
     /// <summary>gradient[o] = Σ_b dy[b, o] (in double, b in order) for features [o0, o1).</summary>
     public abstract void Gradient(ReadOnlySpan<float> dy, int batch, int o0, int o1, Span<float> gradient);
+}
+
+/// <summary>
+/// A direct convolution's layer-specific data movement in training, with every shape compiled in: the column gather
+/// (im2col) that feeds the runtime's GEMM in the forward and the weight gradient, and the scatter-add (col2im) of the
+/// column gradient back into dx; plus the bias gradient (<see cref="ConvBiasKernels.PlaneSums"/>, emitted for every
+/// convolution, used where it has a bias). The column matrix has K = Cin/groups · KH · KW rows, (ci, ky, kx) in that
+/// order, and one column per output pixel (oy, ox) of each image stacked side by side: row r of an image's block starts
+/// at col[r · ld] and holds its OH · OW pixels. Both kernels work on one image's group (the trainer loops images and
+/// groups) and are pure data movement, or adds in the runtime's order: their results equal the reference's bit for bit.
+/// </summary>
+public abstract class ConvKernels : ConvBiasKernels
+{
+    /// <summary>Creates the kernels of a convolution with the given per-image shapes and window.</summary>
+    protected ConvKernels(int[] inputShape, int[] outputShape, int groups, int kernelH, int kernelW, int stride, int padding)
+        : base(inputShape, outputShape)
+    {
+        Groups = groups;
+        KernelH = kernelH;
+        KernelW = kernelW;
+        Stride = stride;
+        Padding = padding;
+    }
+
+    /// <summary>The groups the kernels are compiled for.</summary>
+    public int Groups { get; }
+    /// <summary>The kernel height compiled in.</summary>
+    public int KernelH { get; }
+    /// <summary>The kernel width compiled in.</summary>
+    public int KernelW { get; }
+    /// <summary>The stride compiled in.</summary>
+    public int Stride { get; }
+    /// <summary>The zero padding compiled in.</summary>
+    public int Padding { get; }
+
+    /// <summary>The floats of <c>scratch</c> that <see cref="Gather"/> and <see cref="Scatter"/> need (one group's padded
+    /// or phase-split input; 0 for stride 1 without padding).</summary>
+    public abstract int ScratchFloats { get; }
+
+    /// <summary>im2col: rows (ci, ky, kx) of <paramref name="col"/>, <paramref name="ld"/> floats apart, get
+    /// x[ci][oy·stride - pad + ky][ox·stride - pad + kx] at column oy · OW + ox, zero where that falls in the padding.
+    /// <paramref name="x"/> is one image's group input [Cin/groups, H, W]; <paramref name="col"/> starts at the image's
+    /// column offset.</summary>
+    public abstract void Gather(ReadOnlySpan<float> x, Span<float> col, int ld, Span<float> scratch);
+
+    /// <summary>col2im: adds every element of the column gradient back onto the input position it was gathered from,
+    /// taps in row order (ci, ky, kx), then output pixels in order: the reference's sums. <paramref name="dx"/> is one
+    /// image's group input gradient, zero on entry.</summary>
+    public abstract void Scatter(ReadOnlySpan<float> col, int ld, Span<float> dx, Span<float> scratch);
 }

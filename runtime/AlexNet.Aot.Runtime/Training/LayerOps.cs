@@ -65,7 +65,21 @@ internal sealed class ConvOp : TrainOp
     /// <summary>The generated bias gradient (per-channel plane sums), or null for the reference's.</summary>
     public ConvBiasKernels? BiasKernels { get; init; }
 
-    public override bool Generated => BiasKernels is not null;
+    /// <summary>The generated column gather and scatter (with this layer's shapes compiled in), or null for the
+    /// reference's <see cref="Im2Col"/> and <see cref="Col2Im"/>.</summary>
+    public ConvKernels? GatherKernels { get; init; }
+
+    public override bool Generated => BiasKernels is not null || GatherKernels is not null;
+
+    /// <summary>Whether <paramref name="k"/> is compiled for this operation's window (its shapes the trainer checks).</summary>
+    public static bool Fits(ConvKernels k, OperationInfo op) =>
+        k.Groups == op.Groups && k.KernelH == op.KernelH && k.KernelW == op.KernelW && k.Stride == op.Stride && k.Padding == op.Padding;
+
+    /// <summary>Floats of Col before the scratch: the column matrix of up to <c>chunk</c> images side by side.</summary>
+    internal long ColumnFloats => (long)_k * _chunk * _p;
+
+    /// <summary>Images gathered side by side into one column matrix.</summary>
+    internal int Chunk => _chunk;
 
     // Col holds the column matrix, then (stride 1 with padding) one image's zero-padded group input or input gradient.
     public override long ColFloats => (long)_k * _chunk * _p + PaddedFloats;
@@ -92,7 +106,7 @@ internal sealed class ConvOp : TrainOp
             for (int g = 0; g < _groups; g++)
             {
                 for (int j = 0; j < count; j++)
-                    Im2Col(ref X[(i0 + j) * inSize + g * _cinG * In.Plane], col, ncols, j * _p);
+                    Gather((i0 + j) * inSize + g * _cinG * In.Plane, col, ncols, j * _p);
                 ref float w = ref packed[g * _packedLength];
                 if (count == 1)
                 {
@@ -159,7 +173,7 @@ internal sealed class ConvOp : TrainOp
                 if (grads)
                 {
                     for (int j = 0; j < count; j++)
-                        Im2Col(ref X[(i0 + j) * inSize + g * _cinG * In.Plane], col, ncols, j * _p);
+                        Gather((i0 + j) * inSize + g * _cinG * In.Plane, col, ncols, j * _p);
                     // dW_gᵀ [K, coutG] += col [K, ncols] x dY_gᵀ: the column matrix is read along its rows (the cheap way
                     // to pack it); Reduce transposes while summing the workers' buffers.
                     ctx.Scratch.Gemm.Multiply(_k, _coutG, ncols, ref col[0], ncols, 1, ref dyg[dyOff], 1, ld, ref acc[g * _coutG * _k], _coutG, true);
@@ -174,7 +188,7 @@ internal sealed class ConvOp : TrainOp
                 {
                     ctx.Scratch.Gemm.MultiplyPacked(_k, ncols, _coutG, ref packedT[g * _packedLengthT], ref dyg[dyOff], ld, 1, ref col[0], ncols, false);
                     for (int j = 0; j < count; j++)
-                        Col2Im(col, ncols, j * _p, ref dx[(i0 + j) * inSize + g * _cinG * In.Plane]);
+                        Scatter(col, ncols, j * _p, dx, (i0 + j) * inSize + g * _cinG * In.Plane);
                 }
             }
         }
@@ -207,9 +221,32 @@ internal sealed class ConvOp : TrainOp
         }
     }
 
+    /// <summary>The column gather of the image group at X[<paramref name="x"/>]: the generated kernel's, or the reference's.</summary>
+    private void Gather(int x, float[] col, int ld, int offset)
+    {
+        if (GatherKernels is { } k)
+        {
+            int start = _k * _chunk * _p;
+            k.Gather(X.AsSpan(x, _cinG * In.Plane), col.AsSpan(offset, start - offset), ld, col.AsSpan(start, (int)PaddedFloats));
+        }
+        else Im2Col(ref X[x], col, ld, offset);
+    }
+
+    /// <summary>The column scatter-add onto the image group's dx at <paramref name="dx"/>[<paramref name="at"/>] (zero before):
+    /// the generated kernel's, or the reference's.</summary>
+    private void Scatter(float[] col, int ld, int offset, float[] dx, int at)
+    {
+        if (GatherKernels is { } k)
+        {
+            int start = _k * _chunk * _p;
+            k.Scatter(col.AsSpan(offset, start - offset), ld, dx.AsSpan(at, _cinG * In.Plane), col.AsSpan(start, (int)PaddedFloats));
+        }
+        else Col2Im(col, ld, offset, ref dx[at]);
+    }
+
     /// <summary>Gathers one image's group input [cinG, H, W] (at <paramref name="x"/>) into rows (ci, ky, kx) of col,
     /// columns offset.. offset+P; taps that fall in the padding are zero.</summary>
-    private void Im2Col(ref float x, float[] col, int ld, int offset)
+    internal void Im2Col(ref float x, float[] col, int ld, int offset)
     {
         if (_stride == 1)
         {
@@ -258,7 +295,7 @@ internal sealed class ConvOp : TrainOp
     }
 
     /// <summary>Adds rows (ci, ky, kx) of dcol back onto one image's group input gradient [cinG, H, W] (at <paramref name="dx"/>).</summary>
-    private void Col2Im(float[] col, int ld, int offset, ref float dx)
+    internal void Col2Im(float[] col, int ld, int offset, ref float dx)
     {
         if (_stride == 1)
         {

@@ -247,6 +247,11 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
         // The operations that run generated training kernels are marked (every one but flatten and softmax here).
         Assert.Contains("kernels: generated for", r.Stdout);
         Assert.Matches(@"conv1\.lrn +backward .*generated", r.Stdout);
+        // A convolution's column gather (forward) and gather, scatter and bias gradient (backward) are generated; its GEMM is not.
+        Assert.Matches(@"conv2\.conv +forward .*  generated gather\r?\n", r.Stdout);
+        Assert.Matches(@"conv2\.conv +backward .*  generated gather, scatter, bias gradient", r.Stdout);
+        Assert.Matches(@"conv1\.conv +backward .*  generated gather, bias gradient", r.Stdout); // no dx below the first layer
+        Assert.Matches(@"fc6\.dense +backward .*  generated bias gradient", r.Stdout);
         Assert.Contains("27 images of " + root, r.Stderr);
         Assert.Contains("validation: 3 images", r.Stderr);
         Assert.True(File.Exists(Path.Combine(outDir, "last.safetensors")));
