@@ -521,7 +521,8 @@ internal static class TrainCommand
         {
             // A convolution or dense product trains by the runtime's GEMM; its column gather and scatter and its bias
             // gradient may be generated.
-            string? parts = generated.Contains(op) ? trainer.GeneratedParts(op, pass == "backward") : null;
+            // A chain of generated image-by-image operations (conv1.relu+lrn+maxpool) runs a block of images at a time, one row.
+            string? parts = op.Contains('+') ? "by image block" : generated.Contains(op) ? trainer.GeneratedParts(op, pass == "backward") : null;
             string mark = parts is null ? "" : parts.Length == 0 ? "  generated" : "  generated " + parts;
             Console.Out.WriteLine($"{op,-18} {pass,-22} {ModelCommon.Number(ms, "0.00"),8} {ModelCommon.Number(100 * ms / total, "0.0"),6}%{mark}");
         }

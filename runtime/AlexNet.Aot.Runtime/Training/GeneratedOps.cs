@@ -28,6 +28,20 @@ internal sealed class GeneratedReluOp : TrainOp
         Split(ctx.Batch * In.Size, ctx.Worker, ctx.Workers, out int s, out int e);
         _k.Backward(Y.AsSpan(s, e - s), dy.AsSpan(s, e - s), dx.AsSpan(s, e - s));
     }
+
+    public override bool ByImage => true;
+
+    public override void ForwardImages(in StepContext ctx, int b0, int b1)
+    {
+        int s = b0 * In.Size, n = (b1 - b0) * In.Size;
+        _k.Forward(X.AsSpan(s, n), Y.AsSpan(s, n));
+    }
+
+    public override void BackwardImages(in StepContext ctx, ReadOnlySpan<float> dy, Span<float> dx, int b0, int b1)
+    {
+        int s = b0 * In.Size, n = (b1 - b0) * In.Size;
+        _k.Backward(Y.AsSpan(s, n), dy[..n], dx[..n]);
+    }
 }
 
 /// <summary>LRN by <see cref="LrnKernels"/>; split by image.</summary>
@@ -64,6 +78,20 @@ internal sealed class GeneratedLrnOp : TrainOp
         int s = b0 * In.Size, n = (b1 - b0) * In.Size;
         _k.Backward(X.AsSpan(s, n), _pow.AsSpan(s, n), _ratio.AsSpan(s, n), dy.AsSpan(s, n), dx.AsSpan(s, n), ctx.Scratch.Lrn.AsSpan(0, In.Size));
     }
+
+    public override bool ByImage => true;
+
+    public override void ForwardImages(in StepContext ctx, int b0, int b1)
+    {
+        int s = b0 * In.Size, n = (b1 - b0) * In.Size;
+        _k.Forward(X.AsSpan(s, n), Y.AsSpan(s, n), _pow.AsSpan(s, n), _ratio.AsSpan(s, n), ctx.Scratch.Lrn.AsSpan(0, In.Size));
+    }
+
+    public override void BackwardImages(in StepContext ctx, ReadOnlySpan<float> dy, Span<float> dx, int b0, int b1)
+    {
+        int s = b0 * In.Size, n = (b1 - b0) * In.Size;
+        _k.Backward(X.AsSpan(s, n), _pow.AsSpan(s, n), _ratio.AsSpan(s, n), dy[..n], dx[..n], ctx.Scratch.Lrn.AsSpan(0, In.Size));
+    }
 }
 
 /// <summary>Max pooling by <see cref="MaxPoolKernels"/>; split by image.</summary>
@@ -92,6 +120,14 @@ internal sealed class GeneratedMaxPoolOp : TrainOp
         if (b1 <= b0) return;
         _k.Backward(dy.AsSpan(b0 * Out.Size, (b1 - b0) * Out.Size), _argmax.AsSpan(b0 * Out.Size, (b1 - b0) * Out.Size), dx.AsSpan(b0 * In.Size, (b1 - b0) * In.Size));
     }
+
+    public override bool ByImage => true;
+
+    public override void ForwardImages(in StepContext ctx, int b0, int b1) =>
+        _k.Forward(X.AsSpan(b0 * In.Size, (b1 - b0) * In.Size), Y.AsSpan(b0 * Out.Size, (b1 - b0) * Out.Size), _argmax.AsSpan(b0 * Out.Size, (b1 - b0) * Out.Size));
+
+    public override void BackwardImages(in StepContext ctx, ReadOnlySpan<float> dy, Span<float> dx, int b0, int b1) =>
+        _k.Backward(dy[..((b1 - b0) * Out.Size)], _argmax.AsSpan(b0 * Out.Size, (b1 - b0) * Out.Size), dx[..((b1 - b0) * In.Size)]);
 }
 
 /// <summary>Average or adaptive average pooling by <see cref="AvgPoolKernels"/>; split by image.</summary>

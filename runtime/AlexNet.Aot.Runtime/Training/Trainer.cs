@@ -45,6 +45,10 @@ public sealed class TrainerOptions
     /// <summary>Tests and profiles: run the trainer's own reference operations (NormPoolOps, LayerOps) even where the
     /// model carries generated training kernels (<see cref="ModelInfo.Training"/>).</summary>
     internal bool ReferenceOps { get; init; }
+
+    /// <summary>Tests: run chains of image-by-image operations (ReLU, LRN, max-pool) a block of images at a time (the
+    /// default), or each over the whole batch.</summary>
+    internal bool ImageBlockChains { get; init; } = true;
 }
 
 /// <summary>
@@ -142,9 +146,14 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         _g0 = new float[MaxBatch * maxAct];
         _g1 = new float[MaxBatch * maxAct];
         _labels = new int[MaxBatch];
+        long chainFloats = PlanChains();
         _scratch = new WorkerScratch[Threads];
         for (int w = 0; w < Threads; w++)
-            _scratch[w] = new WorkerScratch { Col = new float[col], Tile = new float[tile], Lrn = new float[lrn] };
+            _scratch[w] = new WorkerScratch
+            {
+                Col = new float[col], Tile = new float[tile], Lrn = new float[lrn],
+                ChainA = new float[chainFloats], ChainB = new float[chainFloats],
+            };
         _team = Threads > 1 ? new ThreadTeam(Threads) : null;
     }
 
@@ -302,6 +311,77 @@ public sealed partial class Trainer : IDisposable, IParallelBody
 
     void IParallelBody.Work(int worker, int workers) => Work(worker, workers);
 
+    /// <summary>
+    /// Finds the chains of consecutive operations that run image by image (<see cref="TrainOp.ByImage"/>: the generated
+    /// ReLU, LRN and max-pool after a convolution) and sizes their image blocks: about 32K floats of the widest
+    /// activation in the chain (128 KB), so that a block's activations stay in L2 from one operation to the next.
+    /// Returns the floats each of a worker's two chain buffers needs (the gradients between the chain's operations).
+    /// </summary>
+    private long PlanChains()
+    {
+        _chainEnd = new int[_ops.Length];
+        _chainStart = new int[_ops.Length];
+        _chainImages = new int[_ops.Length];
+        long floats = 0;
+        for (int i = 0; i < _ops.Length; i++)
+        {
+            _chainEnd[i] = _chainStart[i] = -1;
+        }
+        if (Options.ImageBlockChains)
+            for (int i = 0; i < _ops.Length; i++)
+            {
+                int j = i;
+                while (j + 1 < _ops.Length && _ops[j].ByImage && _ops[j + 1].ByImage && !_ops[j].IsIdentity && !_ops[j + 1].IsIdentity) j++;
+                if (j == i) continue;
+                long widest = 0;
+                for (int k = i; k <= j; k++) widest = Math.Max(widest, Math.Max(_ops[k].In.Size, _ops[k].Out.Size));
+                int images = (int)Math.Clamp(32768 / widest, 1, MaxBatch);
+                _chainEnd[i] = j;
+                _chainStart[j] = i;
+                _chainImages[i] = images;
+                floats = Math.Max(floats, images * widest);
+                i = j;
+            }
+        return floats;
+    }
+
+    private int[] _chainEnd = Array.Empty<int>(), _chainStart = Array.Empty<int>(), _chainImages = Array.Empty<int>();
+
+    /// <summary>The forward of chain <paramref name="first"/>..<paramref name="last"/> over this worker's images, block by block.</summary>
+    private void ChainForward(in StepContext ctx, int first, int last)
+    {
+        TrainOp.SplitImages(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        int block = _chainImages[first];
+        for (int c0 = b0; c0 < b1; c0 += block)
+        {
+            int c1 = Math.Min(b1, c0 + block);
+            for (int k = first; k <= last; k++) _ops[k].ForwardImages(ctx, c0, c1);
+        }
+    }
+
+    /// <summary>The backward of chain <paramref name="first"/>..<paramref name="last"/> over this worker's images, block by
+    /// block: dL/dY of the last op from <paramref name="dy"/>, the gradients between the chain's ops in this worker's two
+    /// chain buffers, dL/dX of the first op into <paramref name="dx"/> (a separate buffer, so a block never overwrites a
+    /// gradient that a later block still reads).</summary>
+    private void ChainBackward(in StepContext ctx, int first, int last, float[] dy, float[] dx)
+    {
+        TrainOp.SplitImages(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        int block = _chainImages[first];
+        float[] a = ctx.Scratch.ChainA, b = ctx.Scratch.ChainB;
+        for (int c0 = b0; c0 < b1; c0 += block)
+        {
+            int c1 = Math.Min(b1, c0 + block), n = c1 - c0;
+            ReadOnlySpan<float> g = dy.AsSpan(c0 * _ops[last].Out.Size, n * _ops[last].Out.Size);
+            for (int k = last; k >= first; k--)
+            {
+                int size = n * _ops[k].In.Size;
+                Span<float> into = k == first ? dx.AsSpan(c0 * _ops[k].In.Size, size) : ((last - k) % 2 == 0 ? a : b).AsSpan(0, size);
+                _ops[k].BackwardImages(ctx, g, into, c0, c1);
+                g = into;
+            }
+        }
+    }
+
     private void Work(int worker, int workers)
     {
         var ctx = new StepContext(worker, workers, _batch, _training, needDx: true, _scratch[worker], Options.Seed, StepCount);
@@ -311,9 +391,12 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         for (int i = 0; i < _ops.Length; i++)
         {
             if (_ops[i].IsIdentity) continue;
-            _ops[i].Forward(ctx);
+            int end = _chainEnd[i];
+            if (end > i) ChainForward(ctx, i, end); // the chain's time goes to its first op
+            else _ops[i].Forward(ctx);
             _team?.Barrier();
             if (profile) t0 = Tick(ref _profileTicks[i], t0);
+            if (end > i) i = end;
         }
         if (!_backward) return;
         float[] dy = _g0, dx = _g1;
@@ -324,6 +407,17 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         {
             TrainOp op = _ops[i];
             if (op.IsIdentity) continue;
+            int start = _chainStart[i];
+            if (start >= 0 && start > _lowestTrainable)
+            {
+                // A chain (no parameters, so wholly above the lowest trainable op): its result lands in dx.
+                ChainBackward(ctx, start, i, dy, dx);
+                _team?.Barrier();
+                if (profile) t0 = Tick(ref _profileTicks[_ops.Length + start], t0); // the chain's time goes to its first op
+                (dy, dx) = (dx, dy);
+                i = start;
+                continue;
+            }
             bool needDx = i > _lowestTrainable;
             op.Backward(ctx.WithNeedDx(needDx), dy, dx);
             _team?.Barrier();
@@ -367,13 +461,37 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         double per(long ticks) => _profileSteps == 0 ? 0 : ticks * 1000.0 / Stopwatch.Frequency / _profileSteps;
         int n = _ops.Length;
         for (int i = 0; i < n; i++)
-            if (!_ops[i].IsIdentity) rows.Add((_ops[i].Name, "forward", per(_profileTicks[i])));
+        {
+            if (_ops[i].IsIdentity) continue;
+            rows.Add((ChainName(i), "forward", per(_profileTicks[i])));
+            if (_chainEnd[i] > i) i = _chainEnd[i];
+        }
         rows.Add(("loss", "softmax cross-entropy", per(_profileTicks[2 * n])));
         for (int i = n - 1; i >= _lowestTrainable; i--)
-            if (!_ops[i].IsIdentity) rows.Add((_ops[i].Name, "backward", per(_profileTicks[n + i])));
+        {
+            if (_ops[i].IsIdentity) continue;
+            if (_chainStart[i] >= 0 && _chainStart[i] > _lowestTrainable) i = _chainStart[i];
+            rows.Add((ChainName(i), "backward", per(_profileTicks[n + i])));
+        }
         rows.Add(("reduce", "per-worker gradients", per(_profileTicks[2 * n + 1])));
         rows.Add(("sgd", "update", per(_profileTicks[2 * n + 2])));
         return rows;
+    }
+
+    /// <summary>An op's profile name; a chain run image block by image block is one row, named by its ops
+    /// (<c>conv1.relu+lrn+maxpool</c>).</summary>
+    private string ChainName(int i)
+    {
+        if (_chainEnd[i] <= i) return _ops[i].Name;
+        string first = _ops[i].Name;
+        string layer = first[..(first.IndexOf('.') + 1)]; // "conv1." (empty when the name has no layer prefix)
+        var name = new System.Text.StringBuilder(first);
+        for (int k = i + 1; k <= _chainEnd[i]; k++)
+        {
+            string op = _ops[k].Name;
+            name.Append('+').Append(layer.Length > 0 && op.StartsWith(layer, StringComparison.Ordinal) ? op[layer.Length..] : op);
+        }
+        return name.ToString();
     }
 
     /// <summary>Clears the times <see cref="GetProfile"/> reports.</summary>

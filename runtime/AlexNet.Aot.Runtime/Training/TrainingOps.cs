@@ -18,6 +18,8 @@ internal sealed class WorkerScratch
     public float[] Col = Array.Empty<float>();
     public float[] Tile = Array.Empty<float>();
     public float[] Lrn = Array.Empty<float>();
+    /// <summary>Two buffers of one image block for the gradients inside a chain of image-by-image ops (see <see cref="TrainOp.ByImage"/>).</summary>
+    public float[] ChainA = Array.Empty<float>(), ChainB = Array.Empty<float>();
 }
 
 /// <summary>
@@ -71,6 +73,22 @@ internal abstract class TrainOp
 
     /// <summary>After the backward barrier: sums the per-worker parameter gradients (conv) into the gradient tensors.</summary>
     public virtual void Reduce(in StepContext ctx) { }
+
+    /// <summary>True when the op computes each image from that image alone and keeps nothing per worker (no batch
+    /// statistics, no per-worker sums): the trainer then runs a chain of such ops (ReLU, LRN, max-pool after a
+    /// convolution) a block of images at a time, so that what one op writes is still in cache when the next reads it,
+    /// with no barrier inside the chain (<see cref="ForwardImages"/>, <see cref="BackwardImages"/>).</summary>
+    public virtual bool ByImage => false;
+
+    /// <summary>The forward of images [b0, b1) only (<see cref="ByImage"/> ops).</summary>
+    public virtual void ForwardImages(in StepContext ctx, int b0, int b1) => throw new NotSupportedException(Name + " does not run by image.");
+
+    /// <summary>The backward of images [b0, b1) only (<see cref="ByImage"/> ops): <paramref name="dy"/> holds those images'
+    /// dL/dY and <paramref name="dx"/> receives their dL/dX, both from their first element.</summary>
+    public virtual void BackwardImages(in StepContext ctx, ReadOnlySpan<float> dy, Span<float> dx, int b0, int b1) => throw new NotSupportedException(Name + " does not run by image.");
+
+    /// <summary>The images a worker takes in an op split by image (the same split as <see cref="Split"/>).</summary>
+    internal static void SplitImages(int batch, int worker, int workers, out int start, out int end) => Split(batch, worker, workers, out start, out end);
 
     protected static void Split(int total, int worker, int workers, out int start, out int end)
     {

@@ -183,6 +183,39 @@ public sealed class GeneratedTrainingTests
         }
     }
 
+    /// <summary>ReLU, LRN and max-pool after a convolution run as a chain, a block of images at a time (a block of one
+    /// image for alexnet-fmnist's conv1, several for the minis), with the gradients between them in per-worker buffers:
+    /// the same numbers, bit for bit, as each op over the whole batch, with blocks that do not divide a worker's images.</summary>
+    [Theory]
+    [InlineData("alexnet-fmnist", 1)]
+    [InlineData("alexnet-fmnist", 2)]
+    [InlineData("paper-mini", 2)]
+    [InlineData("alexnet-fmnist-bn", 2)]
+    public void ImageBlockChainsChangeNothing(string name, int threads)
+    {
+        ModelInfo model = AlexNet.Aot.Models.ModelCatalog.Find(name)!.Info;
+        const int batch = 7;
+        IWeightSource weights = new RandomWeights(model, 5);
+        float[] input = RandomWeights.Uniform(batch * model.InputLength, 9);
+        int[] labels = Enumerable.Range(0, batch).Select(i => (i * 3 + 1) % model.Classes).ToArray();
+        using var chains = new Trainer(model, weights, new TrainerOptions { MaxBatch = batch, Threads = threads }) { Profiling = true };
+        using var plain = new Trainer(model, weights, new TrainerOptions { MaxBatch = batch, Threads = threads, ImageBlockChains = false }) { Profiling = true };
+        for (int step = 0; step < 2; step++)
+        {
+            Assert.Equal(BitConverter.SingleToInt32Bits(plain.Step(input, labels, batch)), BitConverter.SingleToInt32Bits(chains.Step(input, labels, batch)));
+            for (int i = 0; i < chains.Tensors.Count; i++)
+            {
+                AssertBits($"step {step} grad {plain.Tensors[i].Key}", plain.Tensors[i].Gradient, chains.Tensors[i].Gradient);
+                AssertBits($"step {step} {plain.Tensors[i].Key}", plain.Tensors[i].Value, chains.Tensors[i].Value);
+            }
+        }
+        // The profile shows a chain as one row; without chains every op has its own.
+        var rows = chains.GetProfile();
+        Assert.Contains(rows, r => r.Operation.StartsWith("conv1.relu+", StringComparison.Ordinal) || r.Operation == "conv1.relu");
+        Assert.Contains(rows, r => r.Operation.Contains("+maxpool", StringComparison.Ordinal) && r.Pass == "backward");
+        Assert.DoesNotContain(plain.GetProfile(), r => r.Operation.Contains('+', StringComparison.Ordinal));
+    }
+
     private static bool IsConvBias(ModelInfo model, string key)
     {
         foreach (LayerInfo l in model.Layers)
