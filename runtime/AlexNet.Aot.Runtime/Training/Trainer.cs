@@ -322,16 +322,15 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         _chainEnd = new int[_ops.Length];
         _chainStart = new int[_ops.Length];
         _chainImages = new int[_ops.Length];
+        Array.Fill(_chainEnd, -1);
+        Array.Fill(_chainStart, -1);
         long floats = 0;
-        for (int i = 0; i < _ops.Length; i++)
-        {
-            _chainEnd[i] = _chainStart[i] = -1;
-        }
         if (Options.ImageBlockChains)
             for (int i = 0; i < _ops.Length; i++)
             {
+                if (!_ops[i].ByImage || _ops[i].IsIdentity) continue;
                 int j = i;
-                while (j + 1 < _ops.Length && _ops[j].ByImage && _ops[j + 1].ByImage && !_ops[j].IsIdentity && !_ops[j + 1].IsIdentity) j++;
+                while (j + 1 < _ops.Length && _ops[j + 1].ByImage && !_ops[j + 1].IsIdentity) j++;
                 if (j == i) continue;
                 long widest = 0;
                 for (int k = i; k <= j; k++) widest = Math.Max(widest, Math.Max(_ops[k].In.Size, _ops[k].Out.Size));
@@ -350,7 +349,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     /// <summary>The forward of chain <paramref name="first"/>..<paramref name="last"/> over this worker's images, block by block.</summary>
     private void ChainForward(in StepContext ctx, int first, int last)
     {
-        TrainOp.SplitImages(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        TrainOp.Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
         int block = _chainImages[first];
         for (int c0 = b0; c0 < b1; c0 += block)
         {
@@ -365,7 +364,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     /// gradient that a later block still reads).</summary>
     private void ChainBackward(in StepContext ctx, int first, int last, float[] dy, float[] dx)
     {
-        TrainOp.SplitImages(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
+        TrainOp.Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
         int block = _chainImages[first];
         float[] a = ctx.Scratch.ChainA, b = ctx.Scratch.ChainB;
         for (int c0 = b0; c0 < b1; c0 += block)

@@ -87,10 +87,8 @@ internal abstract class TrainOp
     /// dL/dY and <paramref name="dx"/> receives their dL/dX, both from their first element.</summary>
     public virtual void BackwardImages(in StepContext ctx, ReadOnlySpan<float> dy, Span<float> dx, int b0, int b1) => throw new NotSupportedException(Name + " does not run by image.");
 
-    /// <summary>The images a worker takes in an op split by image (the same split as <see cref="Split"/>).</summary>
-    internal static void SplitImages(int batch, int worker, int workers, out int start, out int end) => Split(batch, worker, workers, out start, out end);
-
-    protected static void Split(int total, int worker, int workers, out int start, out int end)
+    /// <summary>A worker's share [start, end) of <paramref name="total"/> items (images, channels or elements).</summary>
+    internal static void Split(int total, int worker, int workers, out int start, out int end)
     {
         long s = (long)total * worker / workers, e = (long)total * (worker + 1) / workers;
         start = (int)s;
