@@ -230,6 +230,8 @@ internal static class TrainingEmitter
             w.Line($"private const int Plane = {I(plane)};");
             EmitGatherScatter(w, l);
             w.Line();
+            ProductEmitter.EmitConv(w, l);
+            w.Line();
             w.Line($"public Conv() : base({ShapeArray(l.InC, l.InH, l.InW)}, {ShapeArray(l.OutC, l.OutH, l.OutW)}, {I(l.Groups)}, {I(sp.KernelH)}, {I(sp.KernelW)}, {I(sp.Stride)}, {I(sp.Padding)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
@@ -277,7 +279,7 @@ internal static class TrainingEmitter
     /// <summary>Emits <paramref name="n"/> floats copied from <paramref name="src"/> to <paramref name="dst"/> (refs, not
     /// overlapping) with the widest vectors of <paramref name="isa0"/>'s rung that fit, the remainder by an overlapping last
     /// vector (a copy may write a float twice); a loop when there are more than four vectors.</summary>
-    private static void EmitCopy(SourceWriter w, IsaPath isa0, int n, string src, string dst)
+    internal static void EmitCopy(SourceWriter w, IsaPath isa0, int n, string src, string dst)
     {
         IsaPath isa = Fit(isa0, n);
         if (isa.IsScalar)

@@ -5,7 +5,7 @@ namespace AlexNet.Aot.Training;
 /// <summary>
 /// The training kernels the generator emits for a model: one <see cref="OperationKernels"/> per operation of every layer
 /// line that has one (every operation but the convolution and dense products themselves, whose bias gradients it does
-/// have, and a convolution's column gather and scatter: <see cref="ConvKernels"/>). Generated code hands an instance to <see cref="ModelInfo.Training"/>; the <see cref="Trainer"/> runs these
+/// have, and a convolution's column gather, scatter and products: <see cref="ConvKernels"/>). Generated code hands an instance to <see cref="ModelInfo.Training"/>; the <see cref="Trainer"/> runs these
 /// kernels instead of its own reference operations whenever their shapes are the operation's. Created once per model, so
 /// a training step calls them through virtual calls and allocates nothing.
 /// </summary>
@@ -178,9 +178,10 @@ public abstract class DenseBiasKernels : OperationKernels
 }
 
 /// <summary>
-/// A direct convolution's layer-specific data movement in training, with every shape compiled in: the column gather
-/// (im2col) that feeds the runtime's GEMM in the forward and the weight gradient, and the scatter-add (col2im) of the
-/// column gradient back into dx; plus the bias gradient (<see cref="ConvBiasKernels.PlaneSums"/>, emitted for every
+/// A direct convolution's training kernels, with every shape compiled in: the column gather (im2col) that feeds the
+/// products in the forward and the weight gradient, the three products themselves (forward, input gradient, weight
+/// gradient: register-tiled micro-kernels per ISA rung), and the scatter-add (col2im) of the column gradient back into
+/// dx; plus the bias gradient (<see cref="ConvBiasKernels.PlaneSums"/>, emitted for every
 /// convolution, used where it has a bias). The column matrix has K = Cin/groups · KH · KW rows, (ci, ky, kx) in that
 /// order, and one column per output pixel (oy, ox) of each image stacked side by side: row r of an image's block starts
 /// at col[r · ld] and holds its OH · OW pixels. Both kernels work on one image's group (the trainer loops images and
@@ -224,4 +225,35 @@ public abstract class ConvKernels : ConvBiasKernels
     /// taps in row order (ci, ky, kx), then output pixels in order: the reference's sums. <paramref name="dx"/> is one
     /// image's group input gradient, zero on entry.</summary>
     public abstract void Scatter(ReadOnlySpan<float> col, int ld, Span<float> dx, Span<float> scratch);
+
+    // ---- The three products, on one group of a stack of images: M = Cout/groups output channels, K the column
+    // matrix's rows, N = images · OH · OW columns (col's row stride). Each is the runtime GEMM's result bit for bit.
+
+    /// <summary>Floats of one group's weights packed by <see cref="PackWeights"/> on the rung in use.</summary>
+    public abstract int PackedFloats { get; }
+
+    /// <summary>Floats of one group's transposed weights packed by <see cref="PackWeightsTransposed"/> on the rung in use.</summary>
+    public abstract int PackedTransposedFloats { get; }
+
+    /// <summary>The floats of <c>scratch</c> the products need for a stack of <paramref name="images"/> images.</summary>
+    public abstract int ProductScratchFloats(int images);
+
+    /// <summary>Packs one group's weights [M, K] into the row panels <see cref="Forward"/> reads.</summary>
+    public abstract void PackWeights(ReadOnlySpan<float> weights, Span<float> packed);
+
+    /// <summary>Packs one group's weights [M, K], transposed, into the row panels <see cref="InputGradient"/> reads.</summary>
+    public abstract void PackWeightsTransposed(ReadOnlySpan<float> weights, Span<float> packed);
+
+    /// <summary>Y = W x im2col(x) (+ bias), the column panels gathered straight from the input (no column matrix):
+    /// <paramref name="x"/> starts at the first image's group input, the images <paramref name="inputStride"/> floats
+    /// apart; <paramref name="y"/> at its group output, the images <paramref name="outputStride"/> floats apart, each
+    /// output channel a plane of OH · OW floats; <paramref name="bias"/> is the group's (M floats) or empty.</summary>
+    public abstract void Forward(ReadOnlySpan<float> packed, ReadOnlySpan<float> x, int inputStride, int images, ReadOnlySpan<float> bias, Span<float> y, int outputStride, Span<float> scratch);
+
+    /// <summary>dcol [K, N] = Wᵀ x dY: <paramref name="dy"/> starts at the first image's group output gradient, the images
+    /// <paramref name="imageStride"/> floats apart.</summary>
+    public abstract void InputGradient(ReadOnlySpan<float> packedTransposed, ReadOnlySpan<float> dy, int imageStride, int images, Span<float> col, Span<float> scratch);
+
+    /// <summary>dWᵀ [K, M] += col x dYᵀ (the weight gradient, transposed, accumulated over the stacks of a step).</summary>
+    public abstract void WeightGradient(ReadOnlySpan<float> col, ReadOnlySpan<float> dy, int imageStride, int images, Span<float> weightGradientT, Span<float> scratch);
 }

@@ -67,7 +67,19 @@ internal sealed class ConvOp : TrainOp
 
     /// <summary>The generated column gather and scatter (with this layer's shapes compiled in), or null for the
     /// reference's <see cref="Im2Col"/> and <see cref="Col2Im"/>.</summary>
-    public ConvKernels? GatherKernels { get; init; }
+    public ConvKernels? GatherKernels
+    {
+        get => _kernels;
+        init
+        {
+            _kernels = value;
+            if (value is null) return;
+            _genPacked = NewPerWorker(_dw.Length, _groups * value.PackedFloats);
+            _genPackedT = NewPerWorker(_dw.Length, _groups * value.PackedTransposedFloats);
+        }
+    }
+
+    private readonly ConvKernels? _kernels;
 
     public override bool Generated => BiasKernels is not null || GatherKernels is not null;
 
@@ -89,13 +101,85 @@ internal sealed class ConvOp : TrainOp
 
     /// <summary>Stride s &gt; 1: floats in one phase of a padded input row (columns r, r+s, r+2s, ...).</summary>
     private int PhaseLength => (In.W + 2 * _pad + _stride - 1) / _stride;
-    public override long TileFloats => _chunk > 1 ? (long)_coutG * _chunk * _p : 0;
+    public override long TileFloats => GatherKernels is { } k ? k.ProductScratchFloats(_chunk) : _chunk > 1 ? (long)_coutG * _chunk * _p : 0;
+
+    /// <summary>Per worker: each group's W packed for the generated forward, and Wᵀ for its input gradient.</summary>
+    private readonly float[][]? _genPacked, _genPackedT;
+
+    /// <summary>The forward on the generated product: per stack of images and group, one call that gathers its column
+    /// panels straight from the input (no column matrix) and whose epilogue adds the bias and writes each image's planes.</summary>
+    private void ForwardGenerated(in StepContext ctx, ConvKernels k, int b0, int b1)
+    {
+        float[] scratch = ctx.Scratch.Tile;
+        int inSize = In.Size, outSize = Out.Size, packed = k.PackedFloats;
+        float[] pw = _genPacked![ctx.Worker];
+        for (int g = 0; g < _groups; g++)
+            k.PackWeights(_weight.Value.AsSpan(g * _coutG * _k, _coutG * _k), pw.AsSpan(g * packed, packed));
+        for (int i0 = b0; i0 < b1; i0 += _chunk)
+        {
+            int count = Math.Min(_chunk, b1 - i0);
+            for (int g = 0; g < _groups; g++)
+                k.Forward(pw.AsSpan(g * packed, packed), X.AsSpan(i0 * inSize + g * _cinG * In.Plane, (count - 1) * inSize + _cinG * In.Plane), inSize, count,
+                    _bias is null ? default : _bias.Value.AsSpan(g * _coutG, _coutG),
+                    Y.AsSpan(i0 * outSize + g * _coutG * _p, (count - 1) * outSize + _coutG * _p), outSize, scratch);
+        }
+    }
+
+    /// <summary>The backward on the generated products: dWᵀ accumulated from the column matrix and dY where it lies, the
+    /// column gradient from dY where it lies, scattered back.</summary>
+    private void BackwardGenerated(in StepContext ctx, ConvKernels k, int b0, int b1, float[] dy, float[] dx, float[] acc, bool grads)
+    {
+        float[] col = ctx.Scratch.Col, scratch = ctx.Scratch.Tile;
+        int inSize = In.Size, outSize = Out.Size, packedT = k.PackedTransposedFloats;
+        float[]? pt = null;
+        if (ctx.NeedDx)
+        {
+            pt = _genPackedT![ctx.Worker];
+            for (int g = 0; g < _groups; g++)
+                k.PackWeightsTransposed(_weight.Value.AsSpan(g * _coutG * _k, _coutG * _k), pt.AsSpan(g * packedT, packedT));
+        }
+        for (int i0 = b0; i0 < b1; i0 += _chunk)
+        {
+            int count = Math.Min(_chunk, b1 - i0), ncols = count * _p;
+            for (int g = 0; g < _groups; g++)
+            {
+                ReadOnlySpan<float> dyg = dy.AsSpan(i0 * outSize + g * _coutG * _p, (count - 1) * outSize + _coutG * _p);
+                if (grads)
+                {
+                    for (int j = 0; j < count; j++)
+                        Gather((i0 + j) * inSize + g * _cinG * In.Plane, col, ncols, j * _p);
+                    k.WeightGradient(col.AsSpan(0, _k * ncols), dyg, outSize, count, acc.AsSpan(g * _coutG * _k, _coutG * _k), scratch);
+                    if (_bias is not null)
+                        for (int o = 0; o < _coutG; o++)
+                            acc[_weightCount + g * _coutG + o] += (float)k.PlaneSums(dy.AsSpan(i0 * outSize + (g * _coutG + o) * _p, (count - 1) * outSize + _p), count, outSize);
+                }
+                if (pt is not null)
+                {
+                    k.InputGradient(pt.AsSpan(g * packedT, packedT), dyg, outSize, count, col.AsSpan(0, _k * ncols), scratch);
+                    for (int j = 0; j < count; j++)
+                        Scatter(col, ncols, j * _p, dx, (i0 + j) * inSize + g * _cinG * In.Plane);
+                }
+            }
+        }
+    }
+
+    private static float[][] NewPerWorker(int workers, int length)
+    {
+        var a = new float[workers][];
+        for (int w = 0; w < workers; w++) a[w] = new float[length];
+        return a;
+    }
 
     public override void Forward(in StepContext ctx)
     {
         Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
         float[] col = ctx.Scratch.Col, tile = ctx.Scratch.Tile;
         int inSize = In.Size, outSize = Out.Size;
+        if (GatherKernels is { } gk)
+        {
+            if (b1 > b0) ForwardGenerated(ctx, gk, b0, b1);
+            return;
+        }
         float[] packed = _packedW[ctx.Worker];
         if (b1 > b0)
             for (int g = 0; g < _groups; g++)
@@ -143,6 +227,11 @@ internal sealed class ConvOp : TrainOp
         if (grads) acc.AsSpan().Clear();
         int inSize = In.Size, outSize = Out.Size;
         if (ctx.NeedDx && b1 > b0) dx.AsSpan(b0 * inSize, (b1 - b0) * inSize).Clear();
+        if (GatherKernels is { } gk)
+        {
+            if (b1 > b0) BackwardGenerated(ctx, gk, b0, b1, dy, dx, acc, grads);
+            return;
+        }
         float[] packedT = _packedWt[ctx.Worker];
         if (ctx.NeedDx && b1 > b0)
             for (int g = 0; g < _groups; g++)

@@ -1,0 +1,582 @@
+using AlexNet.Aot.Generator.Planning;
+using static AlexNet.Aot.Generator.Emit.Format;
+
+namespace AlexNet.Aot.Generator.Emit;
+
+/// <summary>
+/// Emits a direct convolution's three training products with the layer's shapes compiled in, one copy per rung of the
+/// ISA ladder: the forward Y = W x col, the input gradient dcol = Wᵀ x dY (scattered back by the col2im kernel) and the
+/// weight gradient dWᵀ += col x dYᵀ. Each is a register-tiled micro-kernel (MR x NR: 8 x 32 on AVX-512, 6 x 16 on AVX2,
+/// 4 x 8 on Vector128, 4 x 4 scalar) inside loops whose bounds are the layer's M and K, over one column panel packed per
+/// step into the scratch; the depth runs whole, the accumulators never leaving the registers.
+/// <para>
+/// The results are the runtime GEMM's (runtime Training/Gemm.cs) bit for bit: every output element is the same chain of
+/// multiply-adds, in the same depth order, from zero or from the accumulated value (the GEMM cuts the depth into blocks
+/// and stores and reloads the partial sums between them, which changes no bit). What the generated form saves is the
+/// GEMM's detours: the forward writes each image's output (bias added) straight from the registers, and both backward
+/// products read dY of a stack of images where it lies instead of from a gathered copy.
+/// </para>
+/// </summary>
+internal static class ProductEmitter
+{
+    /// <summary>The widest column panel of the ladder (AVX-512's 2 x 16) and the tallest row panel: the scratch is sized for them.</summary>
+    private const int MaxNr = 32, MaxMr = 8;
+
+    /// <summary>One rung's register tile and the expressions its code is written with.</summary>
+    private sealed class Rung
+    {
+        public Rung(IsaPath isa)
+        {
+            Isa = isa;
+            MR = isa.PanelRows;
+            NV = isa.IsScalar ? 4 : 2;
+            L = isa.Lanes;
+            NR = NV * L;
+        }
+
+        public IsaPath Isa { get; }
+        /// <summary>Rows of the tile (broadcasts per step).</summary>
+        public int MR { get; }
+        /// <summary>Vectors per tile row.</summary>
+        public int NV { get; }
+        /// <summary>Lanes per vector.</summary>
+        public int L { get; }
+        /// <summary>Columns of the tile.</summary>
+        public int NR { get; }
+        public string S => Isa.Suffix;
+        public string T => Isa.IsScalar ? "float" : $"{Isa.Vector}<float>";
+        public string Zero => Isa.IsScalar ? "0f" : $"{Isa.Vector}<float>.Zero";
+        public string Load(string r, string off) => Isa.IsScalar ? $"Unsafe.Add(ref {r}, {off})" : $"{Isa.Vector}.LoadUnsafe(ref {r}, (nuint)({off}))";
+        public string Store(string v, string r, string off) => Isa.IsScalar ? $"Unsafe.Add(ref {r}, {off}) = {v};" : $"{v}.StoreUnsafe(ref {r}, (nuint)({off}));";
+        public string Broadcast(string x) => Isa.IsScalar ? x : $"{Isa.Vector}.Create({x})";
+        public string Fma(string a, string b, string c) => Isa.IsScalar ? $"{a} * {b} + {c}" : $"{Isa.Vector}.MultiplyAddEstimate({a}, {b}, {c})";
+    }
+
+    private static SourceWriter.Scope Method(SourceWriter w, string header)
+    {
+        w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
+        return w.Block(header);
+    }
+
+    /// <summary>Opens one tile row's block: under <paramref name="guard"/> (a row that may lie past the matrix), or plain.</summary>
+    private static SourceWriter.Scope Row(SourceWriter w, string? guard)
+    {
+        if (guard is not null) return w.Block(guard);
+        w.Line("{");
+        w.Indent();
+        return new SourceWriter.Scope(w);
+    }
+
+    private static void Summary(SourceWriter w, params string[] lines)
+    {
+        w.Line("/// <summary>");
+        foreach (string line in lines) w.Line("/// " + line);
+        w.Line("/// </summary>");
+    }
+
+    private static string Ladder(System.Func<Rung, string> value)
+    {
+        string r = "";
+        foreach (IsaPath isa in IsaPath.Ladder)
+            r += isa.IsScalar ? value(new Rung(isa)) : $"{isa.Guard} ? {value(new Rung(isa))} : ";
+        return r;
+    }
+
+    /// <summary>
+    /// Emits the members of the generated <c>Conv</c> class that implement the runtime's product API (<c>ConvKernels</c>):
+    /// the weight packing, <c>Forward</c>, <c>InputGradient</c> and <c>WeightGradient</c>, each checking its spans and
+    /// dispatching once on the ladder. The class already has the constants <c>K</c>, <c>Plane</c> and <c>CinG</c>.
+    /// </summary>
+    public static void EmitConv(SourceWriter w, LayerPlan l)
+    {
+        int m = l.CoutG, k = l.GemmK, plane = l.OutH * l.OutW;
+        w.Line($"private const int CoutG = {I(m)};");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        w.Line("public override int PackedFloats => " + Ladder(r => I((m + r.MR - 1) / r.MR * r.MR * k)) + ";");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        w.Line("public override int PackedTransposedFloats => " + Ladder(r => I((k + r.MR - 1) / r.MR * r.MR * m)) + ";");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        w.Line("/// <summary>One image's group input as the forward stages it: zero-padded" + (l.Spec.Stride > 1 ? ", each row split by column phase" : "") + ".</summary>");
+        w.Line("private const int Staged = CinG * PPlane;");
+        w.Line();
+        w.Line("/// <summary>Where the forward's column panel starts in the scratch, after the staged images and their slack.</summary>");
+        w.Line($"private static int PanelAt(int images) => (images * Staged + {I(MaxNr)} + 15) & ~15;");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        w.Line("public override int ProductScratchFloats(int images) => ScratchFor(images);");
+        w.Line();
+        w.Line($"private static int ScratchFor(int images) => Math.Max(PanelAt(images) + K * {I(2 * MaxNr)}, Math.Max(Math.Max(K, CoutG), images * Plane) * {I(MaxNr)}) + {I(MaxMr * MaxNr)};");
+        w.Line();
+        w.Line("private static void CheckProduct(int images, int stride, int a, int b, int c, int scratch, int need)");
+        w.Line("{");
+        w.Line("    if (images < 1 || stride < CoutG * Plane || a < need || b < (images - 1) * stride + CoutG * Plane || c < K * images * Plane");
+        w.Line("        || scratch < ScratchFor(images))");
+        w.Line("        throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+        w.Line("}");
+
+        // ---- packing
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void PackWeights(ReadOnlySpan<float> weights, Span<float> packed)"))
+        {
+            w.Line("if (weights.Length < CoutG * K || packed.Length < PackedFloats) throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+            w.Line("ref float wr = ref MemoryMarshal.GetReference(weights);");
+            w.Line("ref float d = ref MemoryMarshal.GetReference(packed);");
+            LayerEmitter.Ladder(w, isa => $"Pack{isa.Suffix}(ref wr, ref d);");
+        }
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void PackWeightsTransposed(ReadOnlySpan<float> weights, Span<float> packed)"))
+        {
+            w.Line("if (weights.Length < CoutG * K || packed.Length < PackedTransposedFloats) throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+            w.Line("ref float wr = ref MemoryMarshal.GetReference(weights);");
+            w.Line("ref float d = ref MemoryMarshal.GetReference(packed);");
+            LayerEmitter.Ladder(w, isa => $"PackTransposed{isa.Suffix}(ref wr, ref d);");
+        }
+        foreach (IsaPath isa in IsaPath.Ladder)
+        {
+            var r = new Rung(isa);
+            int mPanels = (m + r.MR - 1) / r.MR, kPanels = (k + r.MR - 1) / r.MR;
+            w.Line();
+            Summary(w, $"W [{I(m)}, {I(k)}] in {I(mPanels)} panels of {I(r.MR)} rows, {X(isa.Description)}: panel p holds, for each k, rows p·{I(r.MR)}.. (zero past {I(m)}).");
+            using (Method(w, $"private static void Pack{r.S}(ref float w, ref float dst)"))
+            {
+                w.Line($"for (int row = 0; row < {I(mPanels * r.MR)}; row++)");
+                w.Line("{");
+                w.Line($"    ref float d = ref Unsafe.Add(ref dst, row / {I(r.MR)} * {I(r.MR * k)} + row % {I(r.MR)});");
+                w.Line("    if (row < CoutG)");
+                w.Line("    {");
+                w.Line("        ref float s = ref Unsafe.Add(ref w, row * K);");
+                w.Line($"        for (int k = 0; k < K; k++) Unsafe.Add(ref d, k * {I(r.MR)}) = Unsafe.Add(ref s, k);");
+                w.Line("    }");
+                w.Line($"    else for (int k = 0; k < K; k++) Unsafe.Add(ref d, k * {I(r.MR)}) = 0f;");
+                w.Line("}");
+            }
+            w.Line();
+            Summary(w, $"Wᵀ [{I(k)}, {I(m)}] in {I(kPanels)} panels of {I(r.MR)} rows, {X(isa.Description)}: panel p holds, for each output channel o, W[o][p·{I(r.MR)}..] (zero past {I(k)}).");
+            using (Method(w, $"private static void PackTransposed{r.S}(ref float w, ref float dst)"))
+            {
+                w.Line($"for (int p = 0; p < {I(kPanels)}; p++)");
+                w.Line("    for (int o = 0; o < CoutG; o++)");
+                w.Line("    {");
+                w.Line($"        ref float d = ref Unsafe.Add(ref dst, p * {I(r.MR * m)} + o * {I(r.MR)});");
+                w.Line($"        ref float s = ref Unsafe.Add(ref w, o * K + p * {I(r.MR)});");
+                if (k % r.MR == 0)
+                    w.Line($"        for (int i = 0; i < {I(r.MR)}; i++) Unsafe.Add(ref d, i) = Unsafe.Add(ref s, i);");
+                else
+                    w.Line($"        for (int i = 0; i < {I(r.MR)}; i++) Unsafe.Add(ref d, i) = p * {I(r.MR)} + i < K ? Unsafe.Add(ref s, i) : 0f;");
+                w.Line("    }");
+            }
+        }
+
+        // ---- the three products: public entry points
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void Forward(ReadOnlySpan<float> packed, ReadOnlySpan<float> x, int inputStride, int images, ReadOnlySpan<float> bias, Span<float> y, int outputStride, Span<float> scratch)"))
+        {
+            w.Line("if (images < 1 || inputStride < CinG * InPlane || outputStride < CoutG * Plane || packed.Length < PackedFloats");
+            w.Line("    || x.Length < (images - 1) * inputStride + CinG * InPlane || y.Length < (images - 1) * outputStride + CoutG * Plane");
+            w.Line("    || scratch.Length < ScratchFor(images) || (bias.Length != 0 && bias.Length < CoutG))");
+            w.Line("    throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+            w.Line("ref float a = ref MemoryMarshal.GetReference(packed);");
+            w.Line("ref float xr = ref MemoryMarshal.GetReference(x);");
+            w.Line("ref float b = ref MemoryMarshal.GetReference(bias);");
+            w.Line("ref float yr = ref MemoryMarshal.GetReference(y);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            LayerEmitter.Ladder(w, isa => $"Forward{isa.Suffix}(ref a, ref xr, inputStride, images, ref b, bias.Length != 0, ref yr, outputStride, ref s);");
+        }
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void InputGradient(ReadOnlySpan<float> packedTransposed, ReadOnlySpan<float> dy, int imageStride, int images, Span<float> col, Span<float> scratch)"))
+        {
+            w.Line("CheckProduct(images, imageStride, packedTransposed.Length, dy.Length, col.Length, scratch.Length, PackedTransposedFloats);");
+            w.Line("ref float a = ref MemoryMarshal.GetReference(packedTransposed);");
+            w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
+            w.Line("ref float c = ref MemoryMarshal.GetReference(col);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            LayerEmitter.Ladder(w, isa => $"InputGradient{isa.Suffix}(ref a, ref d, imageStride, images, ref c, ref s);");
+        }
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void WeightGradient(ReadOnlySpan<float> col, ReadOnlySpan<float> dy, int imageStride, int images, Span<float> weightGradientT, Span<float> scratch)"))
+        {
+            w.Line("CheckProduct(images, imageStride, weightGradientT.Length, dy.Length, col.Length, scratch.Length, K * CoutG);");
+            w.Line("ref float c = ref MemoryMarshal.GetReference(col);");
+            w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
+            w.Line("ref float g = ref MemoryMarshal.GetReference(weightGradientT);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            LayerEmitter.Ladder(w, isa => $"WeightGradient{isa.Suffix}(ref c, ref d, imageStride, images, ref g, ref s);");
+        }
+        foreach (IsaPath isa in IsaPath.Ladder)
+        {
+            var r = new Rung(isa);
+            w.Line();
+            EmitStage(w, l, isa);
+            w.Line();
+            EmitForward(w, l, r, m, k, plane);
+            w.Line();
+            EmitInputGradient(w, r, m, k, plane);
+            w.Line();
+            EmitWeightGradient(w, r, m, k, plane);
+        }
+    }
+
+    /// <summary>Declares the MR x NV accumulators c{r}{v}, zero.</summary>
+    private static void ZeroAccumulators(SourceWriter w, Rung r)
+    {
+        for (int i = 0; i < r.MR; i++)
+        {
+            var names = new System.Collections.Generic.List<string>();
+            for (int v = 0; v < r.NV; v++) names.Add($"c{i}{v} = {r.Zero}");
+            w.Line($"{r.T} {string.Join(", ", names)};");
+        }
+    }
+
+    /// <summary>The loop of one tile over <paramref name="depth"/> steps: NV loads of the packed B panel at <c>bk</c>, then per
+    /// row one broadcast (<paramref name="aElement"/>) and NV multiply-adds; <c>bk</c> (and a packed <c>ak</c>) advance.</summary>
+    private static void EmitDepthLoop(SourceWriter w, Rung r, string depth, System.Func<int, string> aElement, bool packedA, int? bStride = null)
+    {
+        using (w.Block($"for (int k = 0; k < {depth}; k++)"))
+        {
+            var loads = new System.Collections.Generic.List<string>();
+            for (int v = 0; v < r.NV; v++) loads.Add($"b{v} = {r.Load("bk", I(v * r.L))}");
+            w.Line($"{r.T} {string.Join(", ", loads)};");
+            for (int i = 0; i < r.MR; i++)
+            {
+                var fmas = new System.Collections.Generic.List<string>();
+                for (int v = 0; v < r.NV; v++) fmas.Add($"c{i}{v} = {r.Fma($"a{i}", $"b{v}", $"c{i}{v}")};");
+                w.Line($"{r.T} a{i} = {r.Broadcast(aElement(i))}; {string.Join(" ", fmas)}");
+            }
+            if (packedA) w.Line($"ak = ref Unsafe.Add(ref ak, {I(r.MR)});");
+            w.Line($"bk = ref Unsafe.Add(ref bk, {I(bStride ?? r.NR)});");
+        }
+    }
+
+    /// <summary>Stores tile row <paramref name="i"/> (values <c>v{v}</c>) at <paramref name="dst"/>.</summary>
+    private static void StoreRow(SourceWriter w, Rung r, string prefix, string dst)
+    {
+        var stores = new System.Collections.Generic.List<string>();
+        for (int v = 0; v < r.NV; v++) stores.Add(r.Store($"{prefix}{v}", dst, I(v * r.L)));
+        w.Line(string.Join(" ", stores));
+    }
+
+    /// <summary>The copy of one run of output pixels in <see cref="EmitForward"/>'s panel gather: for a vector rung, the
+    /// narrowest vectors that cover the longest run (min(OW, NR) floats), which may write past the run (the panel's row
+    /// stride leaves room, and the runs of a row are copied in order, so a later run overwrites the excess); scalar, exact.</summary>
+    private static (string Vector, int Lanes, int Count) RunCopy(LayerPlan l, Rung r)
+    {
+        int run = System.Math.Min(l.OutW, r.NR);
+        if (r.Isa.IsScalar) return ("", 1, 0);
+        if (run <= 4) return ("Vector128", 4, 1);
+        if (run <= 8 && r.L >= 8) return ("Vector256", 8, 1);
+        return (r.Isa.Vector, r.L, (run + r.L - 1) / r.L);
+    }
+
+    private static void EmitStage(SourceWriter w, LayerPlan l, IsaPath isa)
+    {
+        int st = l.Spec.Stride, pad = l.Spec.Padding;
+        Summary(w,
+            $"Stages <paramref name=\"images\"/> images' group input for the forward, {X(isa.Description)}: each into Staged floats,",
+            st == 1 ? (pad > 0 ? "zero-padded, so that every tap of an output row is one contiguous run." : "as it is (no padding), one after the other.")
+                : "zero-padded and split by column phase (padded column c at phase c mod S, position c / S), so that every tap of an output row is one contiguous run.");
+        using (Method(w, $"private static void Stage{isa.Suffix}(ref float x, nint inputStride, int images, ref float staged)"))
+        {
+            using (w.Block("for (int im = 0; im < images; im++)"))
+            {
+                w.Line("ref float xs = ref Unsafe.Add(ref x, im * inputStride);");
+                w.Line("ref float dst = ref Unsafe.Add(ref staged, im * Staged);");
+                if (st > 1 || pad > 0) w.Line("MemoryMarshal.CreateSpan(ref dst, Staged).Clear();");
+                w.Line("for (int ci = 0; ci < CinG; ci++)");
+                w.Line("    for (int iy = 0; iy < H; iy++)");
+                w.Line("    {");
+                w.Line("        ref float s = ref Unsafe.Add(ref xs, ci * InPlane + iy * W);");
+                if (st == 1)
+                {
+                    w.Line("        ref float d = ref Unsafe.Add(ref dst, ci * PPlane + (iy + Pad) * RowLen + Pad);");
+                    w.Indent(); w.Indent();
+                    TrainingEmitter.EmitCopy(w, isa, l.InW, "s", "d");
+                    w.Dedent(); w.Dedent();
+                }
+                else
+                {
+                    w.Line("        ref float d = ref Unsafe.Add(ref dst, ci * PPlane + (iy + Pad) * RowLen);");
+                    w.Line("        for (int ix = 0; ix < W; ix++)");
+                    w.Line("        {");
+                    w.Line("            int xp = ix + Pad;");
+                    w.Line("            Unsafe.Add(ref d, xp % S * Len + xp / S) = Unsafe.Add(ref s, ix);");
+                    w.Line("        }");
+                }
+                w.Line("    }");
+            }
+        }
+    }
+
+    private static void EmitForward(SourceWriter w, LayerPlan l, Rung r, int m, int k, int plane)
+    {
+        int mPanels = (m + r.MR - 1) / r.MR;
+        bool rowGuard = m % r.MR != 0;
+        int st = l.Spec.Stride, kw = l.Spec.KernelW;
+        int len = (l.InW + 2 * l.Spec.Padding + st - 1) / st;
+        (string cv, int cl, int cc) = RunCopy(l, r);
+        int excess = r.Isa.IsScalar ? 0 : cl * cc;
+        int stride = r.NR + excess;
+        Summary(w,
+            $"Y = W x im2col(x) (+ bias), {X(r.Isa.Description)}: M = {I(m)} output channels, K = {I(k)}, N = images x {I(plane)} pixels.",
+            "The images are staged (padded) in the scratch; per column panel of " + I(r.NR) + " pixels, the panel's K rows are gathered from them",
+            $"straight into an L2 buffer ({I(stride)} floats a row: each run of an output row is one copy{(r.Isa.IsScalar ? "" : $" of {I(cc)} x {cv}")}), so no column",
+            $"matrix is written; then each of the {I(mPanels)} row panels of packed weights runs the whole depth over it in {I(r.MR)} x {I(r.NV)}",
+            $"{(r.Isa.IsScalar ? "scalar" : "vector")} accumulators. The epilogue adds the bias and stores each row into the image's output plane, or, for a",
+            "panel that straddles two images or ends the stack, column by column.");
+        using (Method(w, $"private static void Forward{r.S}(ref float a, ref float x, nint inputStride, int images, ref float bias, bool hasBias, ref float y, nint outputStride, ref float scratch)"))
+        {
+            w.Line("int n = images * Plane;");
+            w.Line($"Stage{r.S}(ref x, inputStride, images, ref scratch);");
+            w.Line("ref float panel = ref Unsafe.Add(ref scratch, PanelAt(images));");
+            w.Line($"ref float tile = ref Unsafe.Add(ref panel, K * {I(stride)});");
+            w.Line($"Span<int> runAt = stackalloc int[{I(r.NR)}], runFrom = stackalloc int[{I(r.NR)}]{(r.Isa.IsScalar ? $", runLength = stackalloc int[{I(r.NR)}]" : "")};");
+            using (w.Block($"for (int n0 = 0; n0 < n; n0 += {I(r.NR)})"))
+            {
+                w.Line($"int cols = Math.Min({I(r.NR)}, n - n0);");
+                w.Line("// The panel's runs: pixels of one output row of one image, contiguous in the staged input for every tap.");
+                w.Line("int runs = 0;");
+                using (w.Block("for (int j = 0; j < cols; runs++)"))
+                {
+                    w.Line("int at = n0 + j, im = at / Plane, p = at - im * Plane, oy = p / OW, ox = p - oy * OW;");
+                    w.Line("runAt[runs] = j;");
+                    w.Line("runFrom[runs] = im * Staged + oy * S * RowLen + ox;");
+                    w.Line("int length = Math.Min(OW - ox, cols - j);");
+                    if (r.Isa.IsScalar) w.Line("runLength[runs] = length;");
+                    w.Line("j += length;");
+                }
+                w.Line("for (int ci = 0; ci < CinG; ci++)");
+                w.Line("    for (int ky = 0; ky < KH; ky++)");
+                w.Line("    {");
+                w.Line("        ref float srow = ref Unsafe.Add(ref scratch, ci * PPlane + ky * RowLen);");
+                w.Line($"        ref float drow = ref Unsafe.Add(ref panel, (ci * KH + ky) * {I(kw * stride)});");
+                w.Line("        for (int q = 0; q < runs; q++)");
+                w.Line("        {");
+                w.Line("            ref float sp = ref Unsafe.Add(ref srow, runFrom[q]);");
+                w.Line("            ref float dp = ref Unsafe.Add(ref drow, runAt[q]);");
+                for (int kx = 0; kx < kw; kx++)
+                {
+                    int off = st == 1 ? kx : kx % st * len + kx / st;
+                    if (r.Isa.IsScalar)
+                        w.Line($"            for (int i = 0; i < runLength[q]; i++) Unsafe.Add(ref dp, {I(kx * stride)} + i) = Unsafe.Add(ref sp, {I(off)} + i); // kx = {I(kx)}");
+                    else
+                    {
+                        var copies = new System.Collections.Generic.List<string>();
+                        for (int v = 0; v < cc; v++)
+                            copies.Add($"{cv}.LoadUnsafe(ref sp, {I(off + v * cl)}).StoreUnsafe(ref dp, {I(kx * stride + v * cl)});");
+                        w.Line($"            {string.Join(" ", copies)} // kx = {I(kx)}");
+                    }
+                }
+                w.Line("        }");
+                w.Line("    }");
+                w.Line("int img = n0 / Plane, pix = n0 - img * Plane;");
+                w.Line($"bool direct = cols == {I(r.NR)} && pix + {I(r.NR)} <= Plane;");
+                w.Line("ref float yi = ref Unsafe.Add(ref y, img * outputStride + pix);");
+                using (w.Block($"for (int mp = 0; mp < {I(mPanels)}; mp++)"))
+                {
+                    w.Line($"int m0 = mp * {I(r.MR)};");
+                    w.Line($"ref float ak = ref Unsafe.Add(ref a, mp * {I(r.MR * k)});");
+                    w.Line("ref float bk = ref panel;");
+                    ZeroAccumulators(w, r);
+                    EmitDepthLoop(w, r, "K", i => $"Unsafe.Add(ref ak, {I(i)})", packedA: true, bStride: stride);
+                    for (int i = 0; i < r.MR; i++)
+                    {
+                        using (Row(w, rowGuard ? $"if (m0 + {I(i)} < CoutG)" : null))
+                        {
+                            var vals = new System.Collections.Generic.List<string>();
+                            for (int v = 0; v < r.NV; v++) vals.Add($"v{v} = c{i}{v}");
+                            w.Line($"{r.T} {string.Join(", ", vals)};");
+                            using (w.Block("if (hasBias)"))
+                            {
+                                w.Line($"{r.T} bv = {r.Broadcast($"Unsafe.Add(ref bias, m0 + {I(i)})")};");
+                                var adds = new System.Collections.Generic.List<string>();
+                                for (int v = 0; v < r.NV; v++) adds.Add($"v{v} += bv;");
+                                w.Line(string.Join(" ", adds));
+                            }
+                            using (w.Block("if (direct)"))
+                            {
+                                w.Line($"ref float o = ref Unsafe.Add(ref yi, (m0 + {I(i)}) * Plane);");
+                                StoreRow(w, r, "v", "o");
+                            }
+                            using (w.Block("else"))
+                            {
+                                StoreRow(w, r, "v", "tile");
+                                w.Line("for (int j = 0; j < cols; j++)");
+                                w.Line("{");
+                                w.Line("    int at = n0 + j, im = at / Plane;");
+                                w.Line($"    Unsafe.Add(ref y, im * outputStride + (m0 + {I(i)}) * Plane + (at - im * Plane)) = Unsafe.Add(ref tile, j);");
+                                w.Line("}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static void EmitInputGradient(SourceWriter w, Rung r, int m, int k, int plane)
+    {
+        int kPanels = (k + r.MR - 1) / r.MR;
+        bool rowGuard = k % r.MR != 0;
+        Summary(w,
+            $"dcol = Wᵀ x dY, {X(r.Isa.Description)}: M = K = {I(k)} rows of the column matrix, depth {I(m)} output channels, N = images x {I(plane)} pixels.",
+            $"Per column panel of {I(r.NR)} pixels: dY's {I(m)} rows packed from the images' planes where they lie (a vector copy per row",
+            $"when the panel is inside one image), then each of the {I(kPanels)} row panels of packed Wᵀ runs the depth over it; rows go",
+            "straight into col (ld = N), a partial last panel through the tile.");
+        using (Method(w, $"private static void InputGradient{r.S}(ref float a, ref float dy, nint imageStride, int images, ref float col, ref float scratch)"))
+        {
+            w.Line("int n = images * Plane;");
+            w.Line("ref float panel = ref scratch;");
+            w.Line($"ref float tile = ref Unsafe.Add(ref scratch, Math.Max(K, CoutG) * {I(r.NR)});");
+            using (w.Block($"for (int n0 = 0; n0 < n; n0 += {I(r.NR)})"))
+            {
+                w.Line($"int cols = Math.Min({I(r.NR)}, n - n0);");
+                w.Line("int img = n0 / Plane, pix = n0 - img * Plane;");
+                using (w.Block($"if (cols == {I(r.NR)} && pix + {I(r.NR)} <= Plane)"))
+                {
+                    w.Line("ref float src = ref Unsafe.Add(ref dy, img * imageStride + pix);");
+                    w.Line("for (int o = 0; o < CoutG; o++)");
+                    w.Line("{");
+                    w.Line("    ref float s = ref Unsafe.Add(ref src, o * Plane);");
+                    w.Line($"    ref float d = ref Unsafe.Add(ref panel, o * {I(r.NR)});");
+                    var copies = new System.Collections.Generic.List<string>();
+                    for (int v = 0; v < r.NV; v++) copies.Add(r.Store(r.Load("s", I(v * r.L)), "d", I(v * r.L)));
+                    w.Line("    " + string.Join(" ", copies));
+                    w.Line("}");
+                }
+                using (w.Block("else"))
+                {
+                    w.Line($"for (int j = 0; j < {I(r.NR)}; j++)");
+                    w.Line("{");
+                    w.Line("    if (j >= cols)");
+                    w.Line("    {");
+                    w.Line($"        for (int o = 0; o < CoutG; o++) Unsafe.Add(ref panel, o * {I(r.NR)} + j) = 0f;");
+                    w.Line("        continue;");
+                    w.Line("    }");
+                    w.Line("    int at = n0 + j, im = at / Plane;");
+                    w.Line("    ref float s = ref Unsafe.Add(ref dy, im * imageStride + (at - im * Plane));");
+                    w.Line($"    for (int o = 0; o < CoutG; o++) Unsafe.Add(ref panel, o * {I(r.NR)} + j) = Unsafe.Add(ref s, o * Plane);");
+                    w.Line("}");
+                }
+                w.Line("ref float cn = ref Unsafe.Add(ref col, n0);");
+                using (w.Block($"for (int mp = 0; mp < {I(kPanels)}; mp++)"))
+                {
+                    w.Line($"int m0 = mp * {I(r.MR)};");
+                    w.Line($"ref float ak = ref Unsafe.Add(ref a, mp * {I(r.MR * m)});");
+                    w.Line("ref float bk = ref panel;");
+                    ZeroAccumulators(w, r);
+                    EmitDepthLoop(w, r, "CoutG", i => $"Unsafe.Add(ref ak, {I(i)})", packedA: true);
+                    for (int i = 0; i < r.MR; i++)
+                    {
+                        using (Row(w, rowGuard ? $"if (m0 + {I(i)} < K)" : null))
+                        {
+                            w.Line($"ref float o = ref Unsafe.Add(ref cn, (m0 + {I(i)}) * n);");
+                            using (w.Block($"if (cols == {I(r.NR)})")) StoreRow(w, r, $"c{i}", "o");
+                            using (w.Block("else"))
+                            {
+                                StoreRow(w, r, $"c{i}", "tile");
+                                w.Line("for (int j = 0; j < cols; j++) Unsafe.Add(ref o, j) = Unsafe.Add(ref tile, j);");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static void EmitWeightGradient(SourceWriter w, Rung r, int m, int k, int plane)
+    {
+        int kPanels = (k + r.MR - 1) / r.MR, jPanels = (m + r.NR - 1) / r.NR;
+        bool rowEdge = k % r.MR != 0, colEdge = m % r.NR != 0;
+        Summary(w,
+            $"dWᵀ [{I(k)}, {I(m)}] += col x dYᵀ, {X(r.Isa.Description)}: M = K = {I(k)}, N = {I(m)} output channels, depth images x {I(plane)} pixels.",
+            $"Per panel of {I(r.NR)} output channels ({I(jPanels)}): dYᵀ packed from the images' planes, then each of the {I(kPanels)} row panels",
+            $"of the column matrix runs the whole depth over it, its {I(r.MR)} rows read in place (one broadcast stream per row, no packing),",
+            "the accumulators starting from dWᵀ's values.");
+        using (Method(w, $"private static void WeightGradient{r.S}(ref float col, ref float dy, nint imageStride, int images, ref float g, ref float scratch)"))
+        {
+            w.Line("int n = images * Plane;");
+            w.Line("ref float panel = ref scratch;");
+            w.Line($"ref float tile = ref Unsafe.Add(ref scratch, n * {I(r.NR)});");
+            using (w.Block($"for (int jp = 0; jp < {I(jPanels)}; jp++)"))
+            {
+                w.Line($"int j0 = jp * {I(r.NR)};");
+                w.Line($"for (int j = 0; j < {I(r.NR)}; j++)");
+                w.Line("{");
+                w.Line($"    ref float d = ref Unsafe.Add(ref panel, j);");
+                if (colEdge)
+                {
+                    w.Line("    if (j0 + j >= CoutG)");
+                    w.Line("    {");
+                    w.Line($"        for (int p = 0; p < n; p++) Unsafe.Add(ref d, p * {I(r.NR)}) = 0f;");
+                    w.Line("        continue;");
+                    w.Line("    }");
+                }
+                w.Line("    for (int im = 0; im < images; im++)");
+                w.Line("    {");
+                w.Line("        ref float s = ref Unsafe.Add(ref dy, im * imageStride + (j0 + j) * Plane);");
+                w.Line($"        ref float di = ref Unsafe.Add(ref d, im * {I(plane * r.NR)});");
+                w.Line($"        for (int p = 0; p < Plane; p++) Unsafe.Add(ref di, p * {I(r.NR)}) = Unsafe.Add(ref s, p);");
+                w.Line("    }");
+                w.Line("}");
+                using (w.Block($"for (int mp = 0; mp < {I(kPanels)}; mp++)"))
+                {
+                    w.Line($"int m0 = mp * {I(r.MR)};");
+                    for (int i = 0; i < r.MR; i++)
+                        w.Line(rowEdge
+                            ? $"ref float a{i}r = ref Unsafe.Add(ref col, Math.Min(m0 + {I(i)}, K - 1) * n);"
+                            : $"ref float a{i}r = ref Unsafe.Add(ref col, (m0 + {I(i)}) * n);");
+                    w.Line("ref float ct = ref Unsafe.Add(ref g, m0 * CoutG + j0);");
+                    string whole = (rowEdge, colEdge) switch
+                    {
+                        (false, false) => "true",
+                        (true, false) => $"m0 + {I(r.MR)} <= K",
+                        (false, true) => $"j0 + {I(r.NR)} <= CoutG",
+                        _ => $"m0 + {I(r.MR)} <= K && j0 + {I(r.NR)} <= CoutG",
+                    };
+                    w.Line($"bool whole = {whole};");
+                    if (rowEdge || colEdge)
+                    {
+                        using (w.Block("if (!whole)"))
+                        {
+                            w.Line($"for (int i = 0; i < {I(r.MR)}; i++)");
+                            w.Line($"    for (int j = 0; j < {I(r.NR)}; j++)");
+                            w.Line($"        Unsafe.Add(ref tile, i * {I(r.NR)} + j) = m0 + i < K && j0 + j < CoutG ? Unsafe.Add(ref ct, i * CoutG + j) : 0f;");
+                        }
+                    }
+                    w.Line("ref float cl = ref whole ? ref ct : ref tile;");
+                    w.Line($"nint ldc = whole ? CoutG : {I(r.NR)};");
+                    for (int i = 0; i < r.MR; i++)
+                    {
+                        var loads = new System.Collections.Generic.List<string>();
+                        for (int v = 0; v < r.NV; v++) loads.Add($"c{i}{v} = {r.Load("cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L))}");
+                        w.Line($"{r.T} {string.Join(", ", loads)};");
+                    }
+                    w.Line("ref float bk = ref panel;");
+                    EmitDepthLoop(w, r, "n", i => $"Unsafe.Add(ref a{i}r, k)", packedA: false);
+                    for (int i = 0; i < r.MR; i++)
+                    {
+                        var stores = new System.Collections.Generic.List<string>();
+                        for (int v = 0; v < r.NV; v++) stores.Add(r.Store($"c{i}{v}", "cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L)));
+                        w.Line(string.Join(" ", stores));
+                    }
+                    if (rowEdge || colEdge)
+                    {
+                        using (w.Block("if (!whole)"))
+                        {
+                            w.Line($"for (int i = 0; i < {I(r.MR)} && m0 + i < K; i++)");
+                            w.Line($"    for (int j = 0; j < {I(r.NR)} && j0 + j < CoutG; j++)");
+                            w.Line($"        Unsafe.Add(ref ct, i * CoutG + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
