@@ -519,8 +519,8 @@ internal static class TrainCommand
         Console.Out.WriteLine("OPERATION          PASS                       MS   SHARE  KERNELS");
         foreach (var (op, pass, ms) in rows)
         {
-            // A convolution or dense product trains by the runtime's GEMM; its column gather and scatter and its bias
-            // gradient may be generated.
+            // A direct convolution's or dense layer's products, column gather and scatter and bias gradient are generated;
+            // a Winograd convolution's products run the runtime's GEMM.
             // A chain of generated image-by-image operations (conv1.relu+lrn+maxpool) runs a block of images at a time, one row.
             string? parts = op.Contains('+') ? "by image block" : generated.Contains(op) ? trainer.GeneratedParts(op, pass == "backward") : null;
             string mark = parts is null ? "" : parts.Length == 0 ? "  generated" : "  generated " + parts;

@@ -579,4 +579,260 @@ internal static class ProductEmitter
             }
         }
     }
+
+    // ------------------------------------------------------------------ dense layers
+
+    /// <summary>
+    /// Emits the members of the generated <c>Dense</c> class that implement the runtime's dense products
+    /// (<c>DenseKernels</c>): the forward Y = X x Wᵀ (+ bias), the weight gradient dW = dYᵀ x X and the input gradient
+    /// dX = dY x W, with Fin and Fout compiled in and the batch and the thread's slice at run time. The blocking is the
+    /// runtime GEMM's (Training/Gemm.Dense.cs and Gemm.cs) where it decides a bit: the forward adds the partial sums of
+    /// the same depth chunks in the same order, so the results are the same bit for bit.
+    /// </summary>
+    public static void EmitDense(SourceWriter w, LayerPlan l)
+    {
+        int fin = l.GemmK, fout = l.OutC;
+        w.Line($"private const int Fin = {I(fin)}, Fout = {I(fout)};");
+        w.Line("/// <summary>The runtime GEMM's budgets (Gemm.StreamBudget, Gemm.NC, Gemm.KC, Gemm.MC x Gemm.KC): the forward's depth chunks follow them.</summary>");
+        w.Line("private const int StreamBudget = 131072, NC = 1536, KC = 256, PackA = 24576;");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        w.Line("public override int ScratchFloats(int batch) => Math.Max(Math.Max(StreamBudget, KC * (NC + 32)), batch * (NC + 32) + 8 * batch) + 256;");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void Forward(ReadOnlySpan<float> weights, ReadOnlySpan<float> x, int batch, ReadOnlySpan<float> bias, Span<float> y, int o0, int o1, Span<float> scratch)"))
+        {
+            w.Line("if (batch < 1 || o0 < 0 || o1 > Fout || o0 > o1 || weights.Length < Fout * Fin || x.Length < batch * Fin || y.Length < batch * Fout");
+            w.Line("    || scratch.Length < ScratchFloats(batch) || (bias.Length != 0 && bias.Length < Fout))");
+            w.Line("    throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+            w.Line("if (o1 == o0) return;");
+            w.Line("ref float wr = ref MemoryMarshal.GetReference(weights);");
+            w.Line("ref float xr = ref MemoryMarshal.GetReference(x);");
+            w.Line("ref float b = ref MemoryMarshal.GetReference(bias);");
+            w.Line("ref float yr = ref MemoryMarshal.GetReference(y);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            LayerEmitter.Ladder(w, isa => $"Forward{isa.Suffix}(ref wr, ref xr, batch, ref b, bias.Length != 0, ref yr, o0, o1, ref s);");
+        }
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void WeightGradient(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, int batch, Span<float> weightGradient, int o0, int o1, Span<float> scratch)"))
+        {
+            w.Line("if (batch < 1 || o0 < 0 || o1 > Fout || o0 > o1 || dy.Length < batch * Fout || x.Length < batch * Fin || weightGradient.Length < Fout * Fin || scratch.Length < ScratchFloats(batch))");
+            w.Line("    throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+            w.Line("if (o1 == o0) return;");
+            w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
+            w.Line("ref float xr = ref MemoryMarshal.GetReference(x);");
+            w.Line("ref float g = ref MemoryMarshal.GetReference(weightGradient);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            LayerEmitter.Ladder(w, isa => $"WeightGradient{isa.Suffix}(ref d, ref xr, batch, ref g, o0, o1, ref s);");
+        }
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void InputGradient(ReadOnlySpan<float> dy, ReadOnlySpan<float> weights, int batch, Span<float> dx, int i0, int i1, Span<float> scratch)"))
+        {
+            w.Line("if (batch < 1 || i0 < 0 || i1 > Fin || i0 > i1 || dy.Length < batch * Fout || weights.Length < Fout * Fin || dx.Length < batch * Fin || scratch.Length < ScratchFloats(batch))");
+            w.Line("    throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+            w.Line("if (i1 == i0) return;");
+            w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
+            w.Line("ref float wr = ref MemoryMarshal.GetReference(weights);");
+            w.Line("ref float xr = ref MemoryMarshal.GetReference(dx);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            LayerEmitter.Ladder(w, isa => $"InputGradient{isa.Suffix}(ref d, ref wr, batch, ref xr, i0, i1, ref s);");
+        }
+        foreach (IsaPath isa in IsaPath.Ladder)
+        {
+            var r = new Rung(isa);
+            w.Line();
+            EmitDenseForward(w, r, fin, fout);
+            w.Line();
+            EmitDenseWeightGradient(w, r, fin, fout);
+            w.Line();
+            EmitDenseInputGradient(w, r, fin, fout);
+        }
+    }
+
+    /// <summary>Packs B[depth, cols] into panels of NR columns at <c>panel</c> (panel q at q · depth · NR, zero past cols):
+    /// <paramref name="element"/> reads B(p, j) given the names <c>p</c> and <c>j</c>.</summary>
+    private static void EmitPackPanels(SourceWriter w, Rung r, string depth, string cols, System.Func<string, string, string> element)
+    {
+        w.Line($"for (int jr = 0; jr < {cols}; jr += {I(r.NR)})");
+        w.Line("{");
+        w.Line($"    ref float pq = ref Unsafe.Add(ref panel, jr * {depth});");
+        w.Line($"    int width = Math.Min({I(r.NR)}, {cols} - jr);");
+        w.Line($"    for (int p = 0; p < {depth}; p++)");
+        w.Line("    {");
+        w.Line($"        ref float d = ref Unsafe.Add(ref pq, p * {I(r.NR)});");
+        w.Line("        int j = 0;");
+        w.Line($"        for (; j < width; j++) Unsafe.Add(ref d, j) = {element("p", "jr + j")};");
+        w.Line($"        for (; j < {I(r.NR)}; j++) Unsafe.Add(ref d, j) = 0f;");
+        w.Line("    }");
+        w.Line("}");
+    }
+
+    private static void EmitDenseForward(SourceWriter w, Rung r, int fin, int fout)
+    {
+        int gemmNr = r.Isa.IsScalar ? 2 : 2 * r.L;
+        Summary(w,
+            $"Y[b, o] = Σ_p W[o, p] X[b, p] (+ bias[o]) for features [o0, o1), {X(r.Isa.Description)}: Fin = {I(fin)}, Fout = {I(fout)}.",
+            "W is read in place, never packed: each tile's MR rows are MR broadcast streams, which the hardware prefetches while the",
+            "multiply-adds run. X is packed, transposed, a depth chunk at a time into panels of NR images (the chunks the runtime",
+            $"GEMM takes: as deep as half an L2 allows, computed with its panel width {I(gemmNr)}). Each chunk's tile sum is added to Y",
+            "(stored transposed, feature by feature), and the bias after the last chunk.");
+        using (Method(w, $"private static void Forward{r.S}(ref float w, ref float x, int batch, ref float bias, bool hasBias, ref float y, int o0, int o1, ref float scratch)"))
+        {
+            w.Line($"ref float tile = ref scratch;");
+            w.Line($"ref float panel = ref Unsafe.Add(ref scratch, {I(MaxMr * MaxNr)});");
+            using (w.Block("for (int jc = 0; jc < batch; jc += NC)"))
+            {
+                w.Line("int nc = Math.Min(NC, batch - jc);");
+                w.Line($"int kMax = Math.Max(1, Math.Min(StreamBudget / ((nc + {I(gemmNr - 1)}) / {I(gemmNr)} * {I(gemmNr)}), PackA / {I(r.MR)}));");
+                w.Line("int chunks = (Fin + kMax - 1) / kMax, kStep = (Fin + chunks - 1) / chunks;");
+                using (w.Block("for (int pc = 0; pc < Fin; pc += kStep)"))
+                {
+                    w.Line("int kc = Math.Min(kStep, Fin - pc);");
+                    w.Line("bool last = pc + kc >= Fin;");
+                    EmitPackPanels(w, r, "kc", "nc", (p, j) => $"Unsafe.Add(ref x, (jc + {j}) * Fin + pc + {p})");
+                    using (w.Block($"for (int ir = o0; ir < o1; ir += {I(r.MR)})"))
+                    {
+                        w.Line($"int rows = Math.Min({I(r.MR)}, o1 - ir);");
+                        for (int i = 0; i < r.MR; i++)
+                            w.Line(i == 0 ? "ref float a0r = ref Unsafe.Add(ref w, ir * Fin + pc);"
+                                : $"ref float a{i}r = ref Unsafe.Add(ref w, Math.Min(ir + {I(i)}, o1 - 1) * Fin + pc);");
+                        using (w.Block($"for (int jr = 0; jr < nc; jr += {I(r.NR)})"))
+                        {
+                            w.Line($"int cols = Math.Min({I(r.NR)}, nc - jr);");
+                            w.Line("ref float bk = ref Unsafe.Add(ref panel, jr * kc);");
+                            ZeroAccumulators(w, r);
+                            EmitDepthLoop(w, r, "kc", i => $"Unsafe.Add(ref a{i}r, k)", packedA: false);
+                            for (int i = 0; i < r.MR; i++) StoreRow(w, r, $"c{i}", i == 0 ? "tile" : $"Unsafe.Add(ref tile, {I(i * r.NR)})");
+                            w.Line("for (int j = 0; j < cols; j++)");
+                            w.Line("{");
+                            w.Line("    ref float yj = ref Unsafe.Add(ref y, (jc + jr + j) * Fout + ir);");
+                            w.Line("    for (int i = 0; i < rows; i++)");
+                            w.Line("    {");
+                            w.Line($"        float v = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
+                            w.Line("        ref float d = ref Unsafe.Add(ref yj, i);");
+                            w.Line("        d = pc > 0 ? d + v : v;");
+                            w.Line("        if (last && hasBias) d += Unsafe.Add(ref bias, ir + i);");
+                            w.Line("    }");
+                            w.Line("}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static void EmitDenseWeightGradient(SourceWriter w, Rung r, int fin, int fout)
+    {
+        Summary(w,
+            $"dW[o, i] = Σ_b dy[b, o] X[b, i] for features [o0, o1), {X(r.Isa.Description)}: Fin = {I(fin)}, the batch the depth.",
+            "X is packed a block of NC columns at a time into panels of NR (it stays in L2 while every row panel of dyᵀ runs over",
+            "it); each MR rows of dyᵀ are packed once per block; each tile is one chain of multiply-adds over the batch, stored",
+            "straight into dW's rows (a partial tile through the tile buffer).");
+        using (Method(w, $"private static void WeightGradient{r.S}(ref float dy, ref float x, int batch, ref float g, int o0, int o1, ref float scratch)"))
+        {
+            w.Line("ref float tile = ref scratch;");
+            w.Line($"ref float pa = ref Unsafe.Add(ref scratch, {I(MaxMr * MaxNr)});");
+            w.Line($"ref float panel = ref Unsafe.Add(ref pa, {I(MaxMr)} * batch);");
+            using (w.Block("for (int jc = 0; jc < Fin; jc += NC)"))
+            {
+                w.Line("int nc = Math.Min(NC, Fin - jc);");
+                EmitPackPanels(w, r, "batch", "nc", (p, j) => $"Unsafe.Add(ref x, {p} * Fin + jc + {j})");
+                using (w.Block($"for (int ir = o0; ir < o1; ir += {I(r.MR)})"))
+                {
+                    w.Line($"int rows = Math.Min({I(r.MR)}, o1 - ir);");
+                    w.Line("for (int p = 0; p < batch; p++)");
+                    w.Line($"    for (int i = 0; i < {I(r.MR)}; i++) Unsafe.Add(ref pa, p * {I(r.MR)} + i) = i < rows ? Unsafe.Add(ref dy, p * Fout + ir + i) : 0f;");
+                    using (w.Block($"for (int jr = 0; jr < nc; jr += {I(r.NR)})"))
+                    {
+                        w.Line($"int cols = Math.Min({I(r.NR)}, nc - jr);");
+                        w.Line("ref float ak = ref pa;");
+                        w.Line("ref float bk = ref Unsafe.Add(ref panel, jr * batch);");
+                        ZeroAccumulators(w, r);
+                        EmitDepthLoop(w, r, "batch", i => $"Unsafe.Add(ref ak, {I(i)})", packedA: true);
+                        w.Line("ref float ct = ref Unsafe.Add(ref g, ir * Fin + jc + jr);");
+                        using (w.Block($"if (rows == {I(r.MR)} && cols == {I(r.NR)})"))
+                            for (int i = 0; i < r.MR; i++) StoreRow(w, r, $"c{i}", i == 0 ? "ct" : $"Unsafe.Add(ref ct, {I(i)} * Fin)");
+                        using (w.Block("else"))
+                        {
+                            for (int i = 0; i < r.MR; i++) StoreRow(w, r, $"c{i}", i == 0 ? "tile" : $"Unsafe.Add(ref tile, {I(i * r.NR)})");
+                            w.Line("for (int i = 0; i < rows; i++)");
+                            w.Line($"    for (int j = 0; j < cols; j++) Unsafe.Add(ref ct, i * Fin + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static void EmitDenseInputGradient(SourceWriter w, Rung r, int fin, int fout)
+    {
+        Summary(w,
+            $"dX[b, i] = Σ_o dy[b, o] W[o, i] for inputs [i0, i1), {X(r.Isa.Description)}: Fout = {I(fout)}, the depth, in blocks of KC.",
+            "Per block of NC inputs and KC outputs, W's rows are packed into panels of NR (L2); each MR images of dy are MR broadcast",
+            "streams read in place; a tile continues from dX's partial sums after the first depth block (one chain per element, as",
+            "the runtime GEMM's).");
+        using (Method(w, $"private static void InputGradient{r.S}(ref float dy, ref float w, int batch, ref float dx, int i0, int i1, ref float scratch)"))
+        {
+            w.Line("ref float tile = ref scratch;");
+            w.Line($"ref float panel = ref Unsafe.Add(ref scratch, {I(MaxMr * MaxNr)});");
+            w.Line("int n = i1 - i0;");
+            w.Line("int kStep = (Fout + (Fout + KC - 1) / KC - 1) / ((Fout + KC - 1) / KC);");
+            using (w.Block("for (int jc = 0; jc < n; jc += NC)"))
+            {
+                w.Line("int nc = Math.Min(NC, n - jc);");
+                using (w.Block("for (int pc = 0; pc < Fout; pc += kStep)"))
+                {
+                    w.Line("int kc = Math.Min(kStep, Fout - pc);");
+                    EmitPackPanels(w, r, "kc", "nc", (p, j) => $"Unsafe.Add(ref w, (pc + {p}) * Fin + i0 + jc + {j})");
+                    using (w.Block($"for (int ir = 0; ir < batch; ir += {I(r.MR)})"))
+                    {
+                        w.Line($"int rows = Math.Min({I(r.MR)}, batch - ir);");
+                        for (int i = 0; i < r.MR; i++)
+                            w.Line(i == 0 ? "ref float a0r = ref Unsafe.Add(ref dy, ir * Fout + pc);"
+                                : $"ref float a{i}r = ref Unsafe.Add(ref dy, Math.Min(ir + {I(i)}, batch - 1) * Fout + pc);");
+                        using (w.Block($"for (int jr = 0; jr < nc; jr += {I(r.NR)})"))
+                        {
+                            w.Line($"int cols = Math.Min({I(r.NR)}, nc - jr);");
+                            w.Line("ref float ct = ref Unsafe.Add(ref dx, ir * Fin + i0 + jc + jr);");
+                            w.Line($"bool whole = rows == {I(r.MR)} && cols == {I(r.NR)};");
+                            using (w.Block("if (!whole)"))
+                            {
+                                w.Line($"for (int i = 0; i < {I(r.MR)}; i++)");
+                                w.Line($"    for (int j = 0; j < {I(r.NR)}; j++) Unsafe.Add(ref tile, i * {I(r.NR)} + j) = pc > 0 && i < rows && j < cols ? Unsafe.Add(ref ct, i * Fin + j) : 0f;");
+                            }
+                            w.Line("ref float cl = ref whole ? ref ct : ref tile;");
+                            w.Line($"nint ldc = whole ? Fin : {I(r.NR)};");
+                            ZeroAccumulators(w, r);
+                            w.Line("if (pc > 0 || !whole)");
+                            w.Line("{");
+                            w.Indent();
+                            for (int i = 0; i < r.MR; i++)
+                            {
+                                var loads = new System.Collections.Generic.List<string>();
+                                for (int v = 0; v < r.NV; v++) loads.Add($"c{i}{v} = {r.Load("cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L))};");
+                                w.Line(string.Join(" ", loads));
+                            }
+                            w.Dedent();
+                            w.Line("}");
+                            w.Line("ref float bk = ref Unsafe.Add(ref panel, jr * kc);");
+                            EmitDepthLoop(w, r, "kc", i => $"Unsafe.Add(ref a{i}r, k)", packedA: false);
+                            for (int i = 0; i < r.MR; i++)
+                            {
+                                var stores = new System.Collections.Generic.List<string>();
+                                for (int v = 0; v < r.NV; v++) stores.Add(r.Store($"c{i}{v}", "cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L)));
+                                w.Line(string.Join(" ", stores));
+                            }
+                            using (w.Block("if (!whole)"))
+                            {
+                                w.Line("for (int i = 0; i < rows; i++)");
+                                w.Line($"    for (int j = 0; j < cols; j++) Unsafe.Add(ref ct, i * Fin + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

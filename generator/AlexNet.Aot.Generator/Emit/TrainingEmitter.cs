@@ -107,13 +107,9 @@ internal static class TrainingEmitter
                 }
                 else
                 {
-                    if (s.Bias)
-                    {
-                        EmitDenseBias(w, l, l.Index == 0 ? ShapeArray(plan.Spec.InputC, plan.Spec.InputH, plan.Spec.InputW)
-                            : ShapeArray(plan.Layers[l.Index - 1].FinalC, plan.Layers[l.Index - 1].FinalH, plan.Layers[l.Index - 1].FinalW));
-                        ops.Add("Bias");
-                    }
-                    else ops.Add(null);
+                    EmitDense(w, l, l.Index == 0 ? ShapeArray(plan.Spec.InputC, plan.Spec.InputH, plan.Spec.InputW)
+                        : ShapeArray(plan.Layers[l.Index - 1].FinalC, plan.Layers[l.Index - 1].FinalH, plan.Layers[l.Index - 1].FinalW));
+                    ops.Add("Dense");
                 }
                 // The operations after it, walked with the shapes Emitter.OperationInfos gives them.
                 int c = l.OutC, h = l.OutH, wd = l.OutW;
@@ -567,18 +563,20 @@ internal static class TrainingEmitter
         }
     }
 
-    private static void EmitDenseBias(SourceWriter w, LayerPlan l, string inputShape)
+    private static void EmitDense(SourceWriter w, LayerPlan l, string inputShape)
     {
         Summary(w,
-            $"The dense layer's bias gradient: db[o] = Σ_b dy[b, o] over the batch, for {I(l.OutC)} features.",
-            "Vectors run across features, each lane a double that adds its feature's dy image by image in batch order: the",
+            $"The dense layer's training kernels ({I(l.GemmK)} inputs, {I(l.OutC)} features): the three products (forward, weight",
+            "gradient, input gradient), and the bias gradient db[o] = Σ_b dy[b, o] over the batch (used when the layer has a bias):",
+            "vectors run across features, each lane a double that adds its feature's dy image by image in batch order, the",
             "reference's sum per feature, bit for bit, several features at once.");
         Generated(w);
-        using (w.Block($"internal sealed class Bias : {Ns}DenseBiasKernels"))
+        using (w.Block($"internal sealed class Dense : {Ns}DenseKernels"))
         {
             w.Line($"private const int Features = {I(l.OutC)};");
+            ProductEmitter.EmitDense(w, l);
             w.Line();
-            w.Line($"public Bias() : base({inputShape}, {ShapeArray(l.OutC, 1, 1)}) {{ }}");
+            w.Line($"public Dense() : base({inputShape}, {ShapeArray(l.OutC, 1, 1)}) {{ }}");
             w.Line();
             w.Line("/// <inheritdoc />");
             using (Method(w, "public override void Gradient(ReadOnlySpan<float> dy, int batch, int o0, int o1, Span<float> gradient)"))

@@ -4,8 +4,8 @@ namespace AlexNet.Aot.Training;
 
 /// <summary>
 /// The training kernels the generator emits for a model: one <see cref="OperationKernels"/> per operation of every layer
-/// line that has one (every operation but the convolution and dense products themselves, whose bias gradients it does
-/// have, and a convolution's column gather, scatter and products: <see cref="ConvKernels"/>). Generated code hands an instance to <see cref="ModelInfo.Training"/>; the <see cref="Trainer"/> runs these
+/// line that has one: a dense layer's products and bias gradient (<see cref="DenseKernels"/>), a direct convolution's
+/// column gather, scatter, products and bias gradient (<see cref="ConvKernels"/>), and every operation after them. Generated code hands an instance to <see cref="ModelInfo.Training"/>; the <see cref="Trainer"/> runs these
 /// kernels instead of its own reference operations whenever their shapes are the operation's. Created once per model, so
 /// a training step calls them through virtual calls and allocates nothing.
 /// </summary>
@@ -175,6 +175,30 @@ public abstract class DenseBiasKernels : OperationKernels
 
     /// <summary>gradient[o] = Σ_b dy[b, o] (in double, b in order) for features [o0, o1).</summary>
     public abstract void Gradient(ReadOnlySpan<float> dy, int batch, int o0, int o1, Span<float> gradient);
+}
+
+/// <summary>
+/// A dense layer's training kernels, with its input and output features compiled in: the three products and the bias
+/// gradient. The trainer hands each worker a slice of the features (forward, weight gradient) or of the inputs (input
+/// gradient); every product is the runtime GEMM's result bit for bit.
+/// </summary>
+public abstract class DenseKernels : DenseBiasKernels
+{
+    /// <inheritdoc />
+    protected DenseKernels(int[] inputShape, int[] outputShape) : base(inputShape, outputShape) { }
+
+    /// <summary>The floats of <c>scratch</c> each product needs for a batch of <paramref name="batch"/> images.</summary>
+    public abstract int ScratchFloats(int batch);
+
+    /// <summary>Y[b, o] = Σ_i W[o, i] · X[b, i] (+ bias[o]) for features [<paramref name="o0"/>, <paramref name="o1"/>);
+    /// <paramref name="bias"/> is the layer's or empty.</summary>
+    public abstract void Forward(ReadOnlySpan<float> weights, ReadOnlySpan<float> x, int batch, ReadOnlySpan<float> bias, Span<float> y, int o0, int o1, Span<float> scratch);
+
+    /// <summary>dW[o, i] = Σ_b dY[b, o] · X[b, i] for features [<paramref name="o0"/>, <paramref name="o1"/>) (overwritten).</summary>
+    public abstract void WeightGradient(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, int batch, Span<float> weightGradient, int o0, int o1, Span<float> scratch);
+
+    /// <summary>dX[b, i] = Σ_o dY[b, o] · W[o, i] for inputs [<paramref name="i0"/>, <paramref name="i1"/>) (overwritten).</summary>
+    public abstract void InputGradient(ReadOnlySpan<float> dy, ReadOnlySpan<float> weights, int batch, Span<float> dx, int i0, int i1, Span<float> scratch);
 }
 
 /// <summary>

@@ -593,8 +593,9 @@ internal sealed class DenseOp : TrainOp
     private readonly TrainableTensor _weight;
     private readonly TrainableTensor? _bias;
 
-    public DenseOp(string name, Shape3 input, Shape3 output, TrainableTensor weight, TrainableTensor? bias) : base(name, input, output)
+    public DenseOp(string name, Shape3 input, Shape3 output, TrainableTensor weight, TrainableTensor? bias, int maxBatch) : base(name, input, output)
     {
+        _maxBatch = maxBatch;
         _weight = weight;
         _bias = bias;
     }
@@ -602,15 +603,27 @@ internal sealed class DenseOp : TrainOp
     /// <summary>The generated bias gradient (dy summed over the batch), or null for the reference's.</summary>
     public DenseBiasKernels? BiasKernels { get; init; }
 
-    public override bool Generated => BiasKernels is not null;
+    /// <summary>The generated products (this layer's features compiled in), or null for the runtime's GEMM.</summary>
+    public DenseKernels? Products { get; init; }
+
+    public override bool Generated => BiasKernels is not null || Products is not null;
 
     public override bool HasParameters => true;
+
+    public override long TileFloats => Products is { } p ? p.ScratchFloats(_maxBatch) : 0;
+
+    private readonly int _maxBatch;
 
     public override void Forward(in StepContext ctx)
     {
         int fin = In.Size, fout = Out.Size;
         SplitAligned(fout, 24, ctx.Worker, ctx.Workers, out int o0, out int o1);
         if (o1 <= o0) return;
+        if (Products is { } pk)
+        {
+            pk.Forward(_weight.Value, X.AsSpan(0, ctx.Batch * fin), ctx.Batch, _bias is null ? default : _bias.Value, Y.AsSpan(0, ctx.Batch * fout), o0, o1, ctx.Scratch.Tile);
+            return;
+        }
         ctx.Scratch.Gemm.MultiplyStreamA(o1 - o0, ctx.Batch, fin, ref _weight.Value[(long)o0 * fin], fin, ref X[0], 1, fin, ref Y[o0], 1, fout, false);
         if (_bias is not null)
             for (int b = 0; b < ctx.Batch; b++)
@@ -625,7 +638,8 @@ internal sealed class DenseOp : TrainOp
             SplitAligned(fout, 8, ctx.Worker, ctx.Workers, out int o0, out int o1);
             if (o1 > o0)
             {
-                ctx.Scratch.Gemm.MultiplyStreamC(o1 - o0, fin, batch, ref dy[o0], 1, fout, ref X[0], fin, ref _weight.Gradient[(long)o0 * fin], fin);
+                if (Products is { } pk) pk.WeightGradient(dy.AsSpan(0, batch * fout), X.AsSpan(0, batch * fin), batch, _weight.Gradient, o0, o1, ctx.Scratch.Tile);
+                else ctx.Scratch.Gemm.MultiplyStreamC(o1 - o0, fin, batch, ref dy[o0], 1, fout, ref X[0], fin, ref _weight.Gradient[(long)o0 * fin], fin);
                 if (_bias is not null && BiasKernels is { } bk)
                     bk.Gradient(dy.AsSpan(0, batch * fout), batch, o0, o1, _bias.Gradient);
                 else if (_bias is not null)
@@ -642,7 +656,8 @@ internal sealed class DenseOp : TrainOp
         if (ctx.NeedDx)
         {
             SplitAligned(fin, 32, ctx.Worker, ctx.Workers, out int i0, out int i1);
-            if (i1 > i0)
+            if (i1 > i0 && Products is { } pk) pk.InputGradient(dy.AsSpan(0, batch * fout), _weight.Value, batch, dx.AsSpan(0, batch * fin), i0, i1, ctx.Scratch.Tile);
+            else if (i1 > i0)
                 ctx.Scratch.Gemm.Multiply(batch, i1 - i0, fout, ref dy[0], fout, 1, ref _weight.Value[i0], fin, 1, ref dx[i0], fin, false);
         }
     }

@@ -162,14 +162,16 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     public IReadOnlyList<string> WinogradLayers { get; }
 
     /// <summary>The operations (as <see cref="GetProfile"/> names them) that run kernels the generator emitted for this model
-    /// (<see cref="ModelInfo.Training"/>), in order; a convolution or dense product is listed when its bias gradient or
-    /// column gather is generated (<see cref="GeneratedParts"/> says which). Empty for a model description without them.</summary>
+    /// (<see cref="ModelInfo.Training"/>), in order; a convolution or dense layer is listed when its products or its bias
+    /// gradient are generated (<see cref="GeneratedParts"/> says which). Empty for a model description without them.</summary>
     public IReadOnlyList<string> GeneratedOperations { get; }
 
     /// <summary>What of a pass of <paramref name="operation"/> (as <see cref="GetProfile"/> names it) runs generated code:
-    /// null for nothing, "" for the whole pass, or the parts of a convolution or dense product (the products themselves run
-    /// the runtime's GEMM): "gather" (a convolution's forward), "gather, scatter" (its backward; the gather alone where no
-    /// input gradient is computed) and "bias gradient" (a convolution's or dense layer's backward).</summary>
+    /// null for nothing, "" for the whole pass, or the parts of a convolution or dense product: "product" (a direct
+    /// convolution's or dense layer's forward, or a backward computing only the weight gradient: the lowest trained layer),
+    /// "products" (weight and input gradients), with ", gather" and ", scatter" for a direct convolution's column gather and
+    /// scatter in its backward, and ", bias gradient"; a Winograd convolution (whose products run the runtime's GEMM) has
+    /// only "bias gradient".</summary>
     public string? GeneratedParts(string operation, bool backward)
     {
         for (int i = 0; i < _ops.Length; i++)
@@ -177,13 +179,14 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             TrainOp op = _ops[i];
             if (op.Name != operation) continue;
             if (!op.Generated) return null;
-            bool gather = op is ConvOp { GatherKernels: not null };
+            bool products = op is ConvOp { GatherKernels: not null } or DenseOp { Products: not null };
             bool bias = op switch { ConvOp c => c.BiasKernels is not null, WinogradConvOp w => w.BiasKernels is not null, DenseOp d => d.BiasKernels is not null, _ => false };
-            if (!gather && !bias && op is not (ConvOp or WinogradConvOp or DenseOp)) return "";
-            if (!backward) return gather ? "gather" : null;
-            // The lowest trained operation computes no input gradient: nothing to scatter.
-            string? g = !gather ? null : i > _lowestTrainable ? "gather, scatter" : "gather";
-            return g is not null && bias ? g + ", bias gradient" : g ?? (bias ? "bias gradient" : null);
+            if (!products && !bias && op is not (ConvOp or WinogradConvOp or DenseOp)) return "";
+            if (!backward) return products ? "product" : null;
+            // The lowest trained operation computes no input gradient: one product, nothing to scatter.
+            bool dx = i > _lowestTrainable;
+            string? p = !products ? null : (dx ? "products" : "product") + (op is ConvOp ? dx ? ", gather, scatter" : ", gather" : "");
+            return p is not null && bias ? p + ", bias gradient" : p ?? (bias ? "bias gradient" : null);
         }
         return null;
     }
@@ -683,7 +686,11 @@ public sealed partial class Trainer : IDisposable, IParallelBody
                             BiasKernels = op.Bias ? k as ConvBiasKernels : null,
                             GatherKernels = k is ConvKernels gather && ConvOp.Fits(gather, op) ? gather : null,
                         },
-                    OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null) { BiasKernels = op.Bias ? k as DenseBiasKernels : null },
+                    OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, MaxBatch)
+                    {
+                        BiasKernels = op.Bias ? k as DenseBiasKernels : null,
+                        Products = k as DenseKernels,
+                    },
                     OperationKind.Relu => k is ReluKernels relu ? new GeneratedReluOp(name, shape, relu) : new ReluOp(name, shape),
                     OperationKind.Lrn => k is LrnKernels lrn ? new GeneratedLrnOp(name, shape, lrn) : new LrnOp(name, shape, op),
                     OperationKind.MaxPool => k is MaxPoolKernels max ? new GeneratedMaxPoolOp(name, shape, outShape, max) : new MaxPoolOp(name, shape, outShape, op),
