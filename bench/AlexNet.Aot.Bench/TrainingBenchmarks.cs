@@ -11,7 +11,10 @@ namespace AlexNet.Aot.Bench;
 /// batch 32. ONNX Runtime does not train, so the peers are PyTorch's figures from DESIGN.md (measured on a comparable
 /// machine, 2 pinned threads): 860 images/s for alexnet-fmnist and 0.94 s per torchvision step at batch 32.
 /// Images per second = batch / (mean time per step). <see cref="Conv"/> <c>auto</c> trains the stride-1 3x3 and 5x5
-/// convolutions by Winograd (the default), <c>direct</c> every convolution as column gathers and GEMM.
+/// convolutions by Winograd (the default), <c>direct</c> every convolution by the generated direct products.
+/// <see cref="Kernels"/> <c>generated</c> runs the kernels the generator emitted for the model (the default),
+/// <c>reference</c> the trainer's reference operations on the runtime's blocked GEMM (what <c>alexnet train --kernels
+/// reference</c> runs): the same arithmetic, bit for bit.
 /// </summary>
 [MemoryDiagnoser]
 public class TrainingBenchmarks
@@ -26,6 +29,9 @@ public class TrainingBenchmarks
     [Params("auto", "direct")]
     public string Conv { get; set; } = "auto";
 
+    [Params("generated", "reference")]
+    public string Kernels { get; set; } = "generated";
+
     // Parsed once in Setup: parsing the parameter inside the benchmark allocated a string per step, which
     // BenchmarkDotNet's allocation column counted as the trainer's.
     private int _batch;
@@ -36,13 +42,18 @@ public class TrainingBenchmarks
         string model = Case.Substring(0, Case.IndexOf('@'));
         ModelInfo info = (ModelCatalog.Find(model) ?? throw new ArgumentException(model)).Info;
         int batch = _batch = int.Parse(Case.Substring(Case.IndexOf('@') + 1), System.Globalization.CultureInfo.InvariantCulture);
-        _trainer = new Trainer(info, null, new TrainerOptions
+        var options = new TrainerOptions
         {
             MaxBatch = batch,
             Threads = 2,
             Seed = 1,
             Convolutions = Conv == "direct" ? ConvolutionAlgorithm.Direct : ConvolutionAlgorithm.Auto,
-        }) { LearningRate = 0.001f };
+        };
+        // The reference operations are an internal option (the CLI's --kernels reference); set it as the CLI does.
+        if (Kernels == "reference")
+            typeof(TrainerOptions).GetProperty("ReferenceOps", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public)!
+                .SetValue(options, true);
+        _trainer = new Trainer(info, null, options) { LearningRate = 0.001f };
         _input = new float[batch * info.InputLength];
         var rng = new Random(3);
         for (int i = 0; i < _input.Length; i++) _input[i] = (float)(rng.NextDouble() * 2 - 1);

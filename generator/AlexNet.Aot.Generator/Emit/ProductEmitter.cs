@@ -625,6 +625,7 @@ internal static class ProductEmitter
             w.Line("ref float g = ref MemoryMarshal.GetReference(weightGradient);");
             w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
             LayerEmitter.Ladder(w, isa => $"WeightGradient{isa.Suffix}(ref d, ref xr, batch, ref g, o0, o1, ref s);");
+            w.Line("global::AlexNet.Aot.Training.StreamingStores.Fence();");
         }
         w.Line();
         w.Line("/// <inheritdoc />");
@@ -653,12 +654,28 @@ internal static class ProductEmitter
 
     /// <summary>Packs B[depth, cols] into panels of NR columns at <c>panel</c> (panel q at q · depth · NR, zero past cols):
     /// <paramref name="element"/> reads B(p, j) given the names <c>p</c> and <c>j</c>.</summary>
-    private static void EmitPackPanels(SourceWriter w, Rung r, string depth, string cols, System.Func<string, string, string> element)
+    private static void EmitPackPanels(SourceWriter w, Rung r, string depth, string cols, System.Func<string, string, string> element, bool contiguous = false)
     {
         w.Line($"for (int jr = 0; jr < {cols}; jr += {I(r.NR)})");
         w.Line("{");
         w.Line($"    ref float pq = ref Unsafe.Add(ref panel, jr * {depth});");
         w.Line($"    int width = Math.Min({I(r.NR)}, {cols} - jr);");
+        if (contiguous && !r.Isa.IsScalar)
+        {
+            // B(p, jr..) is a contiguous run: whole panels by vector copies.
+            w.Line($"    if (width == {I(r.NR)})");
+            w.Line("    {");
+            w.Line($"        for (int p = 0; p < {depth}; p++)");
+            w.Line("        {");
+            w.Line($"            ref float sp = ref {element("p", "jr")};");
+            var copies = new System.Collections.Generic.List<string>();
+            for (int v = 0; v < r.NV; v++) copies.Add(r.Store(r.Load("sp", I(v * r.L)), "d", I(v * r.L)));
+            w.Line($"            ref float d = ref Unsafe.Add(ref pq, p * {I(r.NR)});");
+            w.Line("            " + string.Join(" ", copies));
+            w.Line("        }");
+            w.Line("        continue;");
+            w.Line("    }");
+        }
         w.Line($"    for (int p = 0; p < {depth}; p++)");
         w.Line("    {");
         w.Line($"        ref float d = ref Unsafe.Add(ref pq, p * {I(r.NR)});");
@@ -728,8 +745,8 @@ internal static class ProductEmitter
         Summary(w,
             $"dW[o, i] = Σ_b dy[b, o] X[b, i] for features [o0, o1), {X(r.Isa.Description)}: Fin = {I(fin)}, the batch the depth.",
             "X is packed a block of NC columns at a time into panels of NR (it stays in L2 while every row panel of dyᵀ runs over",
-            "it); each MR rows of dyᵀ are packed once per block; each tile is one chain of multiply-adds over the batch, stored",
-            "straight into dW's rows (a partial tile through the tile buffer).");
+            "it); each MR rows of dyᵀ are packed once per block; each tile is one chain of multiply-adds over the batch, written",
+            "to dW's rows by non-temporal stores where aligned (dW is far larger than the caches: no read before the write).");
         using (Method(w, $"private static void WeightGradient{r.S}(ref float dy, ref float x, int batch, ref float g, int o0, int o1, ref float scratch)"))
         {
             w.Line("ref float tile = ref scratch;");
@@ -738,7 +755,7 @@ internal static class ProductEmitter
             using (w.Block("for (int jc = 0; jc < Fin; jc += NC)"))
             {
                 w.Line("int nc = Math.Min(NC, Fin - jc);");
-                EmitPackPanels(w, r, "batch", "nc", (p, j) => $"Unsafe.Add(ref x, {p} * Fin + jc + {j})");
+                EmitPackPanels(w, r, "batch", "nc", (p, j) => $"Unsafe.Add(ref x, {p} * Fin + jc + {j})", contiguous: true);
                 using (w.Block($"for (int ir = o0; ir < o1; ir += {I(r.MR)})"))
                 {
                     w.Line($"int rows = Math.Min({I(r.MR)}, o1 - ir);");
@@ -752,14 +769,8 @@ internal static class ProductEmitter
                         ZeroAccumulators(w, r);
                         EmitDepthLoop(w, r, "batch", i => $"Unsafe.Add(ref ak, {I(i)})", packedA: true);
                         w.Line("ref float ct = ref Unsafe.Add(ref g, ir * Fin + jc + jr);");
-                        using (w.Block($"if (rows == {I(r.MR)} && cols == {I(r.NR)})"))
-                            for (int i = 0; i < r.MR; i++) StoreRow(w, r, $"c{i}", i == 0 ? "ct" : $"Unsafe.Add(ref ct, {I(i)} * Fin)");
-                        using (w.Block("else"))
-                        {
-                            for (int i = 0; i < r.MR; i++) StoreRow(w, r, $"c{i}", i == 0 ? "tile" : $"Unsafe.Add(ref tile, {I(i * r.NR)})");
-                            w.Line("for (int i = 0; i < rows; i++)");
-                            w.Line($"    for (int j = 0; j < cols; j++) Unsafe.Add(ref ct, i * Fin + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
-                        }
+                        for (int i = 0; i < r.MR; i++) StoreRow(w, r, $"c{i}", i == 0 ? "tile" : $"Unsafe.Add(ref tile, {I(i * r.NR)})");
+                        w.Line($"global::AlexNet.Aot.Training.StreamingStores.Rows(ref tile, {I(r.NR)}, ref ct, Fin, rows, cols);");
                     }
                 }
             }
@@ -785,7 +796,7 @@ internal static class ProductEmitter
                 using (w.Block("for (int pc = 0; pc < Fout; pc += kStep)"))
                 {
                     w.Line("int kc = Math.Min(kStep, Fout - pc);");
-                    EmitPackPanels(w, r, "kc", "nc", (p, j) => $"Unsafe.Add(ref w, (pc + {p}) * Fin + i0 + jc + {j})");
+                    EmitPackPanels(w, r, "kc", "nc", (p, j) => $"Unsafe.Add(ref w, (pc + {p}) * Fin + i0 + jc + {j})", contiguous: true);
                     using (w.Block($"for (int ir = 0; ir < batch; ir += {I(r.MR)})"))
                     {
                         w.Line($"int rows = Math.Min({I(r.MR)}, batch - ir);");
