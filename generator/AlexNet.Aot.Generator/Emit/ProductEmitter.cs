@@ -210,6 +210,8 @@ internal static class ProductEmitter
             w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
             LayerEmitter.Ladder(w, isa => $"WeightGradient{isa.Suffix}(ref c, ref d, imageStride, images, ref g, ref s);");
         }
+        if (l.Spec.Stride == 1 && l.Spec.KernelH == l.Spec.KernelW && (l.Spec.KernelH == 3 || l.Spec.KernelH == 5))
+            EmitWinograd(w, m, l.CinG);
         foreach (IsaPath isa in IsaPath.Ladder)
         {
             var r = new Rung(isa);
@@ -573,6 +575,240 @@ internal static class ProductEmitter
                             w.Line($"for (int i = 0; i < {I(r.MR)} && m0 + i < K; i++)");
                             w.Line($"    for (int j = 0; j < {I(r.NR)} && j0 + j < CoutG; j++)");
                             w.Line($"        Unsafe.Add(ref ct, i * CoutG + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ Winograd training products
+
+    /// <summary>
+    /// The Winograd training convolution's products (runtime Training/WinogradConvOp.cs), for a stride-1 3x3 or 5x5
+    /// layer: per tile element ξ (36), the forward M[ξ] = U[ξ] x V[ξ], the input gradient dV[ξ] = U[ξ]ᵀ x dM[ξ] and the
+    /// weight gradient dU[ξ] += dM[ξ] x V[ξ]ᵀ, with Cout/g and Cin/g compiled in and the tiles of a chunk at run time.
+    /// U is packed by the runtime (its GEMM's panel layout, which is this rung's), V, M, dV and dM are [channels, tiles]
+    /// with a row stride <c>ld</c>.
+    /// </summary>
+    private static void EmitWinograd(SourceWriter w, int coutG, int cinG)
+    {
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        w.Line("public override bool HasWinograd => true;");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        w.Line($"public override int WinogradScratchFloats(int ld) => Math.Max(Math.Max(CoutG, CinG), ld) * {I(MaxNr)} + {I(MaxMr * MaxNr)};");
+        w.Line();
+        w.Line("private void CheckWinograd(int a, int need, int ld, int tiles, int b, int bRows, int c, int cRows, int scratch)");
+        w.Line("{");
+        w.Line("    if (tiles < 1 || ld < tiles || a < need || b < 35 * bRows * ld + (bRows - 1) * ld + tiles || c < 35 * cRows * ld + (cRows - 1) * ld + tiles || scratch < WinogradScratchFloats(ld))");
+        w.Line("        throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
+        w.Line("}");
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void WinogradForward(ReadOnlySpan<float> packedU, int packedStride, ReadOnlySpan<float> v, int ld, int tiles, Span<float> m, Span<float> scratch)"))
+        {
+            w.Line("CheckWinograd(packedU.Length, 35 * packedStride + PanelFloats(CoutG, CinG), ld, tiles, v.Length, CinG, m.Length, CoutG, scratch.Length);");
+            w.Line("ref float a = ref MemoryMarshal.GetReference(packedU);");
+            w.Line("ref float b = ref MemoryMarshal.GetReference(v);");
+            w.Line("ref float c = ref MemoryMarshal.GetReference(m);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            w.Line("for (int xi = 0; xi < 36; xi++)");
+            w.Line("{");
+            w.Indent();
+            LayerEmitter.Ladder(w, isa => $"WinogradMultiply{isa.Suffix}(ref Unsafe.Add(ref a, xi * packedStride), ref Unsafe.Add(ref b, xi * CinG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * CoutG * ld), ref s);");
+            w.Dedent();
+            w.Line("}");
+        }
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void WinogradInputGradient(ReadOnlySpan<float> packedUT, int packedStride, ReadOnlySpan<float> dm, int ld, int tiles, Span<float> dv, Span<float> scratch)"))
+        {
+            w.Line("CheckWinograd(packedUT.Length, 35 * packedStride + PanelFloats(CinG, CoutG), ld, tiles, dm.Length, CoutG, dv.Length, CinG, scratch.Length);");
+            w.Line("ref float a = ref MemoryMarshal.GetReference(packedUT);");
+            w.Line("ref float b = ref MemoryMarshal.GetReference(dm);");
+            w.Line("ref float c = ref MemoryMarshal.GetReference(dv);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            w.Line("for (int xi = 0; xi < 36; xi++)");
+            w.Line("{");
+            w.Indent();
+            LayerEmitter.Ladder(w, isa => $"WinogradMultiplyT{isa.Suffix}(ref Unsafe.Add(ref a, xi * packedStride), ref Unsafe.Add(ref b, xi * CoutG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * CinG * ld), ref s);");
+            w.Dedent();
+            w.Line("}");
+        }
+        w.Line();
+        w.Line("/// <inheritdoc />");
+        using (Method(w, "public override void WinogradWeightGradient(ReadOnlySpan<float> dm, ReadOnlySpan<float> v, int ld, int tiles, Span<float> du, Span<float> scratch)"))
+        {
+            w.Line("CheckWinograd(du.Length, 36 * CoutG * CinG, ld, tiles, dm.Length, CoutG, v.Length, CinG, scratch.Length);");
+            w.Line("ref float a = ref MemoryMarshal.GetReference(dm);");
+            w.Line("ref float b = ref MemoryMarshal.GetReference(v);");
+            w.Line("ref float c = ref MemoryMarshal.GetReference(du);");
+            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            w.Line("for (int xi = 0; xi < 36; xi++)");
+            w.Line("{");
+            w.Indent();
+            LayerEmitter.Ladder(w, isa => $"WinogradWeight{isa.Suffix}(ref Unsafe.Add(ref a, xi * CoutG * ld), ref Unsafe.Add(ref b, xi * CinG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * (CoutG * CinG)), ref s);");
+            w.Dedent();
+            w.Line("}");
+        }
+        w.Line();
+        w.Line("/// <summary>Floats of an m x k matrix packed in whole panels of the rung's rows (the runtime's Gemm.PackedLength).</summary>");
+        w.Line("private static int PanelFloats(int m, int k) => " + Ladder(r => $"(m + {I(r.MR - 1)}) / {I(r.MR)} * {I(r.MR)} * k") + ";");
+        foreach (IsaPath isa in IsaPath.Ladder)
+        {
+            var r = new Rung(isa);
+            w.Line();
+            EmitPlainProduct(w, r, "WinogradMultiply", "CoutG", "CinG", coutG, cinG,
+                $"M[ξ] [{I(coutG)}, tiles] = U[ξ] [{I(coutG)}, {I(cinG)}] x V[ξ] [{I(cinG)}, tiles], {X(r.Isa.Description)}");
+            w.Line();
+            EmitPlainProduct(w, r, "WinogradMultiplyT", "CinG", "CoutG", cinG, coutG,
+                $"dV[ξ] [{I(cinG)}, tiles] = U[ξ]ᵀ [{I(cinG)}, {I(coutG)}] x dM[ξ] [{I(coutG)}, tiles], {X(r.Isa.Description)}");
+            w.Line();
+            EmitWinogradWeight(w, r, coutG, cinG);
+        }
+    }
+
+    /// <summary>C [M, tiles] = A (packed whole, panels of MR rows) [M, K] x B [K, tiles], B and C with row stride ld: per
+    /// column panel of NR tiles, B's K rows packed into the scratch, then every row panel runs the depth over it.</summary>
+    private static void EmitPlainProduct(SourceWriter w, Rung r, string name, string mName, string kName, int m, int k, string what)
+    {
+        int mPanels = (m + r.MR - 1) / r.MR;
+        bool rowGuard = m % r.MR != 0;
+        Summary(w,
+            what + ".",
+            $"Per column panel of {I(r.NR)} tiles, B's {I(k)} rows packed into the scratch; each of the {I(mPanels)} row panels of A runs the",
+            "whole depth over it in registers; rows stored into C, a partial last panel through the tile.");
+        using (Method(w, $"private static void {name}{r.S}(ref float a, ref float b, int ld, int tiles, ref float c, ref float scratch)"))
+        {
+            w.Line("ref float panel = ref scratch;");
+            w.Line($"ref float tile = ref Unsafe.Add(ref scratch, Math.Max(CoutG, CinG) * {I(r.NR)});");
+            using (w.Block($"for (int n0 = 0; n0 < tiles; n0 += {I(r.NR)})"))
+            {
+                w.Line($"int cols = Math.Min({I(r.NR)}, tiles - n0);");
+                w.Line("ref float src = ref Unsafe.Add(ref b, n0);");
+                using (w.Block($"if (cols == {I(r.NR)})"))
+                {
+                    w.Line($"for (int k = 0; k < {kName}; k++)");
+                    w.Line("{");
+                    w.Line("    ref float s = ref Unsafe.Add(ref src, k * ld);");
+                    w.Line($"    ref float d = ref Unsafe.Add(ref panel, k * {I(r.NR)});");
+                    var copies = new System.Collections.Generic.List<string>();
+                    for (int v = 0; v < r.NV; v++) copies.Add(r.Store(r.Load("s", I(v * r.L)), "d", I(v * r.L)));
+                    w.Line("    " + string.Join(" ", copies));
+                    w.Line("}");
+                }
+                using (w.Block("else"))
+                {
+                    w.Line($"for (int k = 0; k < {kName}; k++)");
+                    w.Line($"    for (int j = 0; j < {I(r.NR)}; j++) Unsafe.Add(ref panel, k * {I(r.NR)} + j) = j < cols ? Unsafe.Add(ref src, k * ld + j) : 0f;");
+                }
+                w.Line("ref float cn = ref Unsafe.Add(ref c, n0);");
+                using (w.Block($"for (int mp = 0; mp < {I(mPanels)}; mp++)"))
+                {
+                    w.Line($"int m0 = mp * {I(r.MR)};");
+                    w.Line($"ref float ak = ref Unsafe.Add(ref a, mp * {I(r.MR * k)});");
+                    w.Line("ref float bk = ref panel;");
+                    ZeroAccumulators(w, r);
+                    EmitDepthLoop(w, r, kName, i => $"Unsafe.Add(ref ak, {I(i)})", packedA: true);
+                    for (int i = 0; i < r.MR; i++)
+                    {
+                        using (Row(w, rowGuard ? $"if (m0 + {I(i)} < {mName})" : null))
+                        {
+                            w.Line($"ref float o = ref Unsafe.Add(ref cn, (m0 + {I(i)}) * ld);");
+                            using (w.Block($"if (cols == {I(r.NR)})")) StoreRow(w, r, $"c{i}", "o");
+                            using (w.Block("else"))
+                            {
+                                StoreRow(w, r, $"c{i}", "tile");
+                                w.Line("for (int j = 0; j < cols; j++) Unsafe.Add(ref o, j) = Unsafe.Add(ref tile, j);");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>dU[ξ] [CoutG, CinG] += dM[ξ] [CoutG, tiles] x V[ξ]ᵀ: dM's rows read in place as broadcast streams, Vᵀ packed
+    /// per panel of NR input channels, the accumulators starting from dU.</summary>
+    private static void EmitWinogradWeight(SourceWriter w, Rung r, int coutG, int cinG)
+    {
+        int mPanels = (coutG + r.MR - 1) / r.MR, jPanels = (cinG + r.NR - 1) / r.NR;
+        bool rowEdge = coutG % r.MR != 0, colEdge = cinG % r.NR != 0;
+        Summary(w,
+            $"dU[ξ] [{I(coutG)}, {I(cinG)}] += dM[ξ] [{I(coutG)}, tiles] x V[ξ]ᵀ [tiles, {I(cinG)}], {X(r.Isa.Description)}.",
+            $"Per panel of {I(r.NR)} input channels ({I(jPanels)}): Vᵀ packed from V's rows; each of the {I(mPanels)} row panels of dM runs",
+            "the whole depth over it, its rows read in place (one broadcast stream per row), the accumulators starting from dU.");
+        using (Method(w, $"private static void WinogradWeight{r.S}(ref float dm, ref float v, int ld, int tiles, ref float g, ref float scratch)"))
+        {
+            w.Line("ref float panel = ref scratch;");
+            w.Line($"ref float tile = ref Unsafe.Add(ref scratch, Math.Max(Math.Max(CoutG, CinG), ld) * {I(r.NR)});");
+            using (w.Block($"for (int jp = 0; jp < {I(jPanels)}; jp++)"))
+            {
+                w.Line($"int j0 = jp * {I(r.NR)};");
+                w.Line($"for (int j = 0; j < {I(r.NR)}; j++)");
+                w.Line("{");
+                w.Line("    ref float d = ref Unsafe.Add(ref panel, j);");
+                if (colEdge)
+                {
+                    w.Line("    if (j0 + j >= CinG)");
+                    w.Line("    {");
+                    w.Line($"        for (int p = 0; p < tiles; p++) Unsafe.Add(ref d, p * {I(r.NR)}) = 0f;");
+                    w.Line("        continue;");
+                    w.Line("    }");
+                }
+                w.Line("    ref float s = ref Unsafe.Add(ref v, (j0 + j) * ld);");
+                w.Line($"    for (int p = 0; p < tiles; p++) Unsafe.Add(ref d, p * {I(r.NR)}) = Unsafe.Add(ref s, p);");
+                w.Line("}");
+                using (w.Block($"for (int mp = 0; mp < {I(mPanels)}; mp++)"))
+                {
+                    w.Line($"int m0 = mp * {I(r.MR)};");
+                    for (int i = 0; i < r.MR; i++)
+                        w.Line(rowEdge
+                            ? $"ref float a{i}r = ref Unsafe.Add(ref dm, Math.Min(m0 + {I(i)}, CoutG - 1) * ld);"
+                            : $"ref float a{i}r = ref Unsafe.Add(ref dm, (m0 + {I(i)}) * ld);");
+                    w.Line("ref float ct = ref Unsafe.Add(ref g, m0 * CinG + j0);");
+                    string whole = (rowEdge, colEdge) switch
+                    {
+                        (false, false) => "true",
+                        (true, false) => $"m0 + {I(r.MR)} <= CoutG",
+                        (false, true) => $"j0 + {I(r.NR)} <= CinG",
+                        _ => $"m0 + {I(r.MR)} <= CoutG && j0 + {I(r.NR)} <= CinG",
+                    };
+                    w.Line($"bool whole = {whole};");
+                    if (rowEdge || colEdge)
+                    {
+                        using (w.Block("if (!whole)"))
+                        {
+                            w.Line($"for (int i = 0; i < {I(r.MR)}; i++)");
+                            w.Line($"    for (int j = 0; j < {I(r.NR)}; j++)");
+                            w.Line($"        Unsafe.Add(ref tile, i * {I(r.NR)} + j) = m0 + i < CoutG && j0 + j < CinG ? Unsafe.Add(ref ct, i * CinG + j) : 0f;");
+                        }
+                    }
+                    w.Line("ref float cl = ref whole ? ref ct : ref tile;");
+                    w.Line($"nint ldc = whole ? CinG : {I(r.NR)};");
+                    for (int i = 0; i < r.MR; i++)
+                    {
+                        var loads = new System.Collections.Generic.List<string>();
+                        for (int v = 0; v < r.NV; v++) loads.Add($"c{i}{v} = {r.Load("cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L))}");
+                        w.Line($"{r.T} {string.Join(", ", loads)};");
+                    }
+                    w.Line("ref float bk = ref panel;");
+                    EmitDepthLoop(w, r, "tiles", i => $"Unsafe.Add(ref a{i}r, k)", packedA: false);
+                    for (int i = 0; i < r.MR; i++)
+                    {
+                        var stores = new System.Collections.Generic.List<string>();
+                        for (int v = 0; v < r.NV; v++) stores.Add(r.Store($"c{i}{v}", "cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L)));
+                        w.Line(string.Join(" ", stores));
+                    }
+                    if (rowEdge || colEdge)
+                    {
+                        using (w.Block("if (!whole)"))
+                        {
+                            w.Line($"for (int i = 0; i < {I(r.MR)} && m0 + i < CoutG; i++)");
+                            w.Line($"    for (int j = 0; j < {I(r.NR)} && j0 + j < CinG; j++)");
+                            w.Line($"        Unsafe.Add(ref ct, i * CinG + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
                         }
                     }
                 }

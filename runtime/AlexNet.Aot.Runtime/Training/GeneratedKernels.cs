@@ -280,4 +280,27 @@ public abstract class ConvKernels : ConvBiasKernels
 
     /// <summary>dWᵀ [K, M] += col x dYᵀ (the weight gradient, transposed, accumulated over the stacks of a step).</summary>
     public abstract void WeightGradient(ReadOnlySpan<float> col, ReadOnlySpan<float> dy, int imageStride, int images, Span<float> weightGradientT, Span<float> scratch);
+
+    // ---- The Winograd training convolution's products (a stride-1 3x3 or 5x5 layer only: HasWinograd), for the 36
+    // tile elements ξ at once. U is packed by the runtime's GEMM (whole panels of this rung's rows), one element
+    // packedStride floats after the other; V, M, dV and dM hold one [channels, tiles] matrix per element, rows ld floats
+    // apart, the elements channels · ld floats apart. Each is the runtime GEMM's result bit for bit.
+
+    /// <summary>Whether the Winograd products below are compiled in.</summary>
+    public virtual bool HasWinograd => false;
+
+    /// <summary>The floats of <c>scratch</c> the Winograd products need for a row stride <paramref name="ld"/>.</summary>
+    public virtual int WinogradScratchFloats(int ld) => throw new NotSupportedException("No Winograd products for this layer.");
+
+    /// <summary>M[ξ] [M, tiles] = U[ξ] [M, Cin/g] x V[ξ] [Cin/g, tiles] for every ξ.</summary>
+    public virtual void WinogradForward(ReadOnlySpan<float> packedU, int packedStride, ReadOnlySpan<float> v, int ld, int tiles, Span<float> m, Span<float> scratch)
+        => throw new NotSupportedException("No Winograd products for this layer.");
+
+    /// <summary>dV[ξ] [Cin/g, tiles] = U[ξ]ᵀ x dM[ξ] [M, tiles] for every ξ (<paramref name="packedUT"/>: U[ξ]ᵀ packed).</summary>
+    public virtual void WinogradInputGradient(ReadOnlySpan<float> packedUT, int packedStride, ReadOnlySpan<float> dm, int ld, int tiles, Span<float> dv, Span<float> scratch)
+        => throw new NotSupportedException("No Winograd products for this layer.");
+
+    /// <summary>dU[ξ] [M, Cin/g] += dM[ξ] x V[ξ]ᵀ for every ξ (dU: 36 matrices one after the other).</summary>
+    public virtual void WinogradWeightGradient(ReadOnlySpan<float> dm, ReadOnlySpan<float> v, int ld, int tiles, Span<float> du, Span<float> scratch)
+        => throw new NotSupportedException("No Winograd products for this layer.");
 }

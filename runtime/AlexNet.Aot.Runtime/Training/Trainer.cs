@@ -170,8 +170,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     /// null for nothing, "" for the whole pass, or the parts of a convolution or dense product: "product" (a direct
     /// convolution's or dense layer's forward, or a backward computing only the weight gradient: the lowest trained layer),
     /// "products" (weight and input gradients), with ", gather" and ", scatter" for a direct convolution's column gather and
-    /// scatter in its backward, and ", bias gradient"; a Winograd convolution (whose products run the runtime's GEMM) has
-    /// only "bias gradient".</summary>
+    /// scatter in its backward (a Winograd convolution's tile transforms run in the runtime), and ", bias gradient".</summary>
     public string? GeneratedParts(string operation, bool backward)
     {
         for (int i = 0; i < _ops.Length; i++)
@@ -179,7 +178,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             TrainOp op = _ops[i];
             if (op.Name != operation) continue;
             if (!op.Generated) return null;
-            bool products = op is ConvOp { GatherKernels: not null } or DenseOp { Products: not null };
+            bool products = op is ConvOp { GatherKernels: not null } or DenseOp { Products: not null } or WinogradConvOp { Products: not null };
             bool bias = op switch { ConvOp c => c.BiasKernels is not null, WinogradConvOp w => w.BiasKernels is not null, DenseOp d => d.BiasKernels is not null, _ => false };
             if (!products && !bias && op is not (ConvOp or WinogradConvOp or DenseOp)) return "";
             if (!backward) return products ? "product" : null;
@@ -680,7 +679,11 @@ public sealed partial class Trainer : IDisposable, IParallelBody
                 TrainOp created = op.Kind switch
                 {
                     OperationKind.Conv => Options.Convolutions == ConvolutionAlgorithm.Auto && WinogradConvOp.Suits(shape, outShape, op, costRule: !Options.WinogradWherePossible)
-                        ? new WinogradConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads) { BiasKernels = op.Bias ? k as ConvBiasKernels : null }
+                        ? new WinogradConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads)
+                        {
+                            BiasKernels = op.Bias ? k as ConvBiasKernels : null,
+                            Products = k is ConvKernels { HasWinograd: true } wk && ConvOp.Fits(wk, op) ? wk : null,
+                        }
                         : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads)
                         {
                             BiasKernels = op.Bias ? k as ConvBiasKernels : null,

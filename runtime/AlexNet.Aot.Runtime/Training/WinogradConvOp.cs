@@ -21,7 +21,9 @@ namespace AlexNet.Aot.Training;
 /// (the input gradient, dX = B dV Bᵀ added over the overlapping tiles).</item>
 /// </list>
 /// <para>
-/// All three products run on the blocked training <see cref="Gemm"/>, over every tile of a chunk of images at once
+/// All three products run on the generated kernels of the layer (<see cref="ConvKernels.WinogradForward"/> and its
+/// twins, the runtime GEMM's results bit for bit) or, without them, on the blocked training <see cref="Gemm"/>, over
+/// every tile of a chunk of images at once
 /// (not rounded up to 16 tiles per image as at inference); <see cref="Suits"/> says which layers it pays for. The tile transforms are vectorized across tiles, per ISA through <see cref="IVec{TSelf}"/>:
 /// tiles are gathered from a copy of the zero-padded plane split by column phase (padded column x·m + q at row
 /// [q][x]), so that one tile element over a row of tiles is a contiguous run. U and its packing are recomputed from
@@ -110,8 +112,12 @@ internal sealed class WinogradConvOp : TrainOp
     /// <summary>The generated bias gradient (per-channel plane sums), or null for the reference's.</summary>
     public ConvBiasKernels? BiasKernels { get; init; }
 
-    public override bool Generated => BiasKernels is not null;
+    /// <summary>The generated Winograd products (this layer's channels compiled in), or null for the runtime's GEMM.</summary>
+    public ConvKernels? Products { get; init; }
+
+    public override bool Generated => BiasKernels is not null || Products is not null;
     public override long ColFloats => _total;
+    public override long TileFloats => Products is { } p ? p.WinogradScratchFloats(_ldT) : 0;
 
     /// <summary>Φ[(a, b)][(i, j)] = G[a, i] · G[b, j] in double, as floats; G's rows belong to the points 0, 1, -1, 2, -2
     /// (row p is (1, p, p², ...) / Π(p - q) over the other points q) and ∞ (the highest coefficient), as in
@@ -164,9 +170,13 @@ internal sealed class WinogradConvOp : TrainOp
             {
                 for (int c = 0; c < _cinG; c++)
                     InputTiles(col, ref X[(long)i0 * inSize + (long)(g * _cinG + c) * In.Plane], count, tiles, _vOff + (long)c * _ldT);
-                for (int xi = 0; xi < Points; xi++)
-                    gemm.MultiplyPacked(_coutG, tiles, _cinG, ref col[(g * Points + xi) * _packedLength],
-                        ref col[_vOff + (long)xi * _cinG * _ldT], _ldT, 1, ref col[_mOff + (long)xi * _coutG * _ldT], _ldT, false);
+                if (Products is { } pk)
+                    pk.WinogradForward(col.AsSpan((int)(g * Points * _packedLength), (int)(Points * _packedLength)), (int)_packedLength,
+                        col.AsSpan((int)_vOff, Points * _cinG * _ldT), _ldT, tiles, col.AsSpan((int)_mOff, Points * _coutG * _ldT), ctx.Scratch.Tile);
+                else
+                    for (int xi = 0; xi < Points; xi++)
+                        gemm.MultiplyPacked(_coutG, tiles, _cinG, ref col[(g * Points + xi) * _packedLength],
+                            ref col[_vOff + (long)xi * _cinG * _ldT], _ldT, 1, ref col[_mOff + (long)xi * _coutG * _ldT], _ldT, false);
                 for (int o = 0; o < _coutG; o++)
                 {
                     int channel = g * _coutG + o;
@@ -216,16 +226,24 @@ internal sealed class WinogradConvOp : TrainOp
                     for (int c = 0; c < _cinG; c++)
                         InputTiles(col, ref X[(long)i0 * inSize + (long)(g * _cinG + c) * In.Plane], count, tiles, _vOff + (long)c * _ldT);
                     // dU[ξ] [Cout/g, Cin/g] += dM[ξ] [Cout/g, T] x V[ξ]ᵀ [T, Cin/g]
-                    for (int xi = 0; xi < Points; xi++)
-                        gemm.Multiply(_coutG, _cinG, tiles, ref col[_mOff + (long)xi * _coutG * _ldT], _ldT, 1,
-                            ref col[_vOff + (long)xi * _cinG * _ldT], 1, _ldT, ref acc[(long)(g * Points + xi) * _pairs], _cinG, true);
+                    if (Products is { } pk)
+                        pk.WinogradWeightGradient(col.AsSpan((int)_mOff, Points * _coutG * _ldT), col.AsSpan((int)_vOff, Points * _cinG * _ldT), _ldT, tiles,
+                            acc.AsSpan(g * Points * _pairs, Points * _pairs), ctx.Scratch.Tile);
+                    else
+                        for (int xi = 0; xi < Points; xi++)
+                            gemm.Multiply(_coutG, _cinG, tiles, ref col[_mOff + (long)xi * _coutG * _ldT], _ldT, 1,
+                                ref col[_vOff + (long)xi * _cinG * _ldT], 1, _ldT, ref acc[(long)(g * Points + xi) * _pairs], _cinG, true);
                 }
                 if (ctx.NeedDx)
                 {
                     // dV[ξ] [Cin/g, T] = U[ξ]ᵀ x dM[ξ] (over V, no longer needed), then dX = B dV Bᵀ added over the tiles.
-                    for (int xi = 0; xi < Points; xi++)
-                        gemm.MultiplyPacked(_cinG, tiles, _coutG, ref col[(g * Points + xi) * _packedLength],
-                            ref col[_mOff + (long)xi * _coutG * _ldT], _ldT, 1, ref col[_vOff + (long)xi * _cinG * _ldT], _ldT, false);
+                    if (Products is { } pk)
+                        pk.WinogradInputGradient(col.AsSpan((int)(g * Points * _packedLength), (int)(Points * _packedLength)), (int)_packedLength,
+                            col.AsSpan((int)_mOff, Points * _coutG * _ldT), _ldT, tiles, col.AsSpan((int)_vOff, Points * _cinG * _ldT), ctx.Scratch.Tile);
+                    else
+                        for (int xi = 0; xi < Points; xi++)
+                            gemm.MultiplyPacked(_cinG, tiles, _coutG, ref col[(g * Points + xi) * _packedLength],
+                                ref col[_mOff + (long)xi * _coutG * _ldT], _ldT, 1, ref col[_vOff + (long)xi * _cinG * _ldT], _ldT, false);
                     for (int c = 0; c < _cinG; c++)
                     {
                         InputGradientTiles(col, _vOff + (long)c * _ldT, tiles);

@@ -10,7 +10,7 @@ namespace AlexNet.Aot.Tests.Training;
 
 /// <summary>
 /// The generated training products of every convolution (<see cref="ConvKernels"/>: forward, input gradient, weight
-/// gradient) and every dense layer (<see cref="DenseKernels"/>) against the runtime's blocked GEMM, bit for bit, on stacks
+/// gradient, and the Winograd products of the stride-1 3x3 and 5x5 ones) and every dense layer (<see cref="DenseKernels"/>) against the runtime's blocked GEMM, bit for bit, on stacks
 /// of one to three images (column panels that straddle images and end a stack), odd batches and odd feature slices. On
 /// the other rungs of the ladder, the ISA-matrix child processes train whole models on the generated products against
 /// the reference operations (which run the runtime's GEMM), bit for bit.
@@ -46,6 +46,10 @@ public sealed class GeneratedProductTests
                     var k = Assert.IsAssignableFrom<ConvKernels>(model.Training!.Find(li, oi));
                     foreach (int images in new[] { 1, 2, 3 })
                         CompareConv(what, op, k, shape, outShape, images, (ulong)(li * 10 + images));
+                    Assert.Equal(op.Stride == 1 && op.KernelH == op.KernelW && op.KernelH is 3 or 5, k.HasWinograd);
+                    if (k.HasWinograd)
+                        foreach (int tiles in new[] { 1, 37, 100 })
+                            CompareWinograd(what, k, shape.C / op.Groups, outShape.C / op.Groups, tiles, (ulong)(li * 100 + tiles));
                     convs++;
                 }
                 else if (op.Kind == OperationKind.Dense)
@@ -130,6 +134,39 @@ public sealed class GeneratedProductTests
         k.PackWeightsTransposed(wg, pt);
         k.InputGradient(pt, dy.AsSpan(g * coutG * p), outShape.Size, images, dcolG, scratch);
         AssertBits($"{mode}: input gradient", dcolR, dcolG);
+    }
+
+    private static void CompareWinograd(string what, ConvKernels k, int cinG, int coutG, int tiles, ulong seed)
+    {
+        string mode = $"{what}, Winograd, {tiles} tiles";
+        int ld = (tiles + 15) / 16 * 16 + 3, stride = (int)Math.Max(Gemm.PackedLength(coutG, cinG), Gemm.PackedLength(cinG, coutG));
+        float[] u = Values(36 * coutG * cinG, seed), v = Values(36 * cinG * ld, seed + 1), dm = Values(36 * coutG * ld, seed + 2);
+        float[] packed = new float[36 * stride], packedT = new float[36 * stride];
+        for (int xi = 0; xi < 36; xi++)
+        {
+            Gemm.PackWhole(coutG, cinG, ref u[xi * coutG * cinG], cinG, 1, ref packed[xi * stride]);
+            Gemm.PackWhole(cinG, coutG, ref u[xi * coutG * cinG], 1, cinG, ref packedT[xi * stride]);
+        }
+        float[] scratch = new float[k.WinogradScratchFloats(ld)];
+        var gemm = new Gemm();
+
+        float[] mR = Values(36 * coutG * ld, seed + 3), mG = (float[])mR.Clone();
+        for (int xi = 0; xi < 36; xi++)
+            gemm.MultiplyPacked(coutG, tiles, cinG, ref packed[xi * stride], ref v[xi * cinG * ld], ld, 1, ref mR[xi * coutG * ld], ld, false);
+        k.WinogradForward(packed, stride, v, ld, tiles, mG, scratch);
+        AssertBits($"{mode}: forward", mR, mG);
+
+        float[] dvR = Values(36 * cinG * ld, seed + 4), dvG = (float[])dvR.Clone();
+        for (int xi = 0; xi < 36; xi++)
+            gemm.MultiplyPacked(cinG, tiles, coutG, ref packedT[xi * stride], ref dm[xi * coutG * ld], ld, 1, ref dvR[xi * cinG * ld], ld, false);
+        k.WinogradInputGradient(packedT, stride, dm, ld, tiles, dvG, scratch);
+        AssertBits($"{mode}: input gradient", dvR, dvG);
+
+        float[] duR = Values(36 * coutG * cinG, seed + 5), duG = (float[])duR.Clone();
+        for (int xi = 0; xi < 36; xi++)
+            gemm.Multiply(coutG, cinG, tiles, ref dm[xi * coutG * ld], ld, 1, ref v[xi * cinG * ld], 1, ld, ref duR[xi * coutG * cinG], cinG, true);
+        k.WinogradWeightGradient(dm, v, ld, tiles, duG, scratch);
+        AssertBits($"{mode}: weight gradient", duR, duG);
     }
 
     private static void CompareDense(string what, DenseKernels k, int fin, int fout, int batch, int o0, int o1, int i0, int i1, ulong seed)
