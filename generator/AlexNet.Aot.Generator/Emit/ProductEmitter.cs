@@ -46,8 +46,14 @@ internal static class ProductEmitter
         public string S => Isa.Suffix;
         public string T => Isa.IsScalar ? "float" : $"{Isa.Vector}<float>";
         public string Zero => Isa.IsScalar ? "0f" : $"{Isa.Vector}<float>.Zero";
-        public string Load(string r, string off) => Isa.IsScalar ? $"Unsafe.Add(ref {r}, {off})" : $"{Isa.Vector}.LoadUnsafe(ref {r}, (nuint)({off}))";
-        public string Store(string v, string r, string off) => Isa.IsScalar ? $"Unsafe.Add(ref {r}, {off}) = {v};" : $"{v}.StoreUnsafe(ref {r}, (nuint)({off}));";
+        public string Load(string r, string off) =>
+            Isa.IsScalar ? (off == "0" ? r : $"Unsafe.Add(ref {r}, {off})") : $"{Isa.Vector}.LoadUnsafe(ref {r}{Offset(off)})";
+        public string Store(string v, string r, string off) =>
+            Isa.IsScalar ? $"{(off == "0" ? r : $"Unsafe.Add(ref {r}, {off})")} = {v};" : $"{v}.StoreUnsafe(ref {r}{Offset(off)});";
+
+        /// <summary>The element offset argument of LoadUnsafe / StoreUnsafe: none for 0, a plain cast for a literal.</summary>
+        private static string Offset(string off) =>
+            off == "0" ? "" : int.TryParse(off, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _) ? $", {off}" : $", (nuint)({off})";
         public string Broadcast(string x) => Isa.IsScalar ? x : $"{Isa.Vector}.Create({x})";
         public string Fma(string a, string b, string c) => Isa.IsScalar ? $"{a} * {b} + {c}" : $"{Isa.Vector}.MultiplyAddEstimate({a}, {b}, {c})";
     }
