@@ -232,6 +232,20 @@ internal static class ProductEmitter
         }
     }
 
+    /// <summary>Emits a loop over <paramref name="count"/> rows that copies NR floats from <paramref name="source"/> (an
+    /// expression of <paramref name="index"/>) to row <paramref name="index"/> of the packed panel: NV vector copies.</summary>
+    private static void EmitPanelRows(SourceWriter w, Rung r, string index, string count, string source)
+    {
+        w.Line($"for (int {index} = 0; {index} < {count}; {index}++)");
+        w.Line("{");
+        w.Line($"    ref float s = ref {source};");
+        w.Line($"    ref float d = ref Unsafe.Add(ref panel, {index} * {I(r.NR)});");
+        var copies = new System.Collections.Generic.List<string>();
+        for (int v = 0; v < r.NV; v++) copies.Add(r.Store(r.Load("s", I(v * r.L)), "d", I(v * r.L)));
+        w.Line("    " + string.Join(" ", copies));
+        w.Line("}");
+    }
+
     /// <summary>Declares the MR x NV accumulators c{r}{v}, zero.</summary>
     private static void ZeroAccumulators(SourceWriter w, Rung r)
     {
@@ -449,14 +463,7 @@ internal static class ProductEmitter
                 using (w.Block($"if (cols == {I(r.NR)} && pix + {I(r.NR)} <= Plane)"))
                 {
                     w.Line("ref float src = ref Unsafe.Add(ref dy, img * imageStride + pix);");
-                    w.Line("for (int o = 0; o < CoutG; o++)");
-                    w.Line("{");
-                    w.Line("    ref float s = ref Unsafe.Add(ref src, o * Plane);");
-                    w.Line($"    ref float d = ref Unsafe.Add(ref panel, o * {I(r.NR)});");
-                    var copies = new System.Collections.Generic.List<string>();
-                    for (int v = 0; v < r.NV; v++) copies.Add(r.Store(r.Load("s", I(v * r.L)), "d", I(v * r.L)));
-                    w.Line("    " + string.Join(" ", copies));
-                    w.Line("}");
+                    EmitPanelRows(w, r, "o", "CoutG", "Unsafe.Add(ref src, o * Plane)");
                 }
                 using (w.Block("else"))
                 {
@@ -473,27 +480,7 @@ internal static class ProductEmitter
                     w.Line("}");
                 }
                 w.Line("ref float cn = ref Unsafe.Add(ref col, n0);");
-                using (w.Block($"for (int mp = 0; mp < {I(kPanels)}; mp++)"))
-                {
-                    w.Line($"int m0 = mp * {I(r.MR)};");
-                    w.Line($"ref float ak = ref Unsafe.Add(ref a, mp * {I(r.MR * m)});");
-                    w.Line("ref float bk = ref panel;");
-                    ZeroAccumulators(w, r);
-                    EmitDepthLoop(w, r, "CoutG", i => $"Unsafe.Add(ref ak, {I(i)})", packedA: true);
-                    for (int i = 0; i < r.MR; i++)
-                    {
-                        using (Row(w, rowGuard ? $"if (m0 + {I(i)} < K)" : null))
-                        {
-                            w.Line($"ref float o = ref Unsafe.Add(ref cn, (m0 + {I(i)}) * n);");
-                            using (w.Block($"if (cols == {I(r.NR)})")) StoreRow(w, r, $"c{i}", "o");
-                            using (w.Block("else"))
-                            {
-                                StoreRow(w, r, $"c{i}", "tile");
-                                w.Line("for (int j = 0; j < cols; j++) Unsafe.Add(ref o, j) = Unsafe.Add(ref tile, j);");
-                            }
-                        }
-                    }
-                }
+                EmitPackedTiles(w, r, "K", k, "CoutG", m, "n");
             }
         }
     }
@@ -501,7 +488,7 @@ internal static class ProductEmitter
     private static void EmitWeightGradient(SourceWriter w, Rung r, int m, int k, int plane)
     {
         int kPanels = (k + r.MR - 1) / r.MR, jPanels = (m + r.NR - 1) / r.NR;
-        bool rowEdge = k % r.MR != 0, colEdge = m % r.NR != 0;
+        bool colEdge = m % r.NR != 0;
         Summary(w,
             $"dWᵀ [{I(k)}, {I(m)}] += col x dYᵀ, {X(r.Isa.Description)}: M = K = {I(k)}, N = {I(m)} output channels, depth images x {I(plane)} pixels.",
             $"Per panel of {I(r.NR)} output channels ({I(jPanels)}): dYᵀ packed from the images' planes, then each of the {I(kPanels)} row panels",
@@ -533,56 +520,102 @@ internal static class ProductEmitter
                 w.Line($"        for (int p = 0; p < Plane; p++) Unsafe.Add(ref di, p * {I(r.NR)}) = Unsafe.Add(ref s, p);");
                 w.Line("    }");
                 w.Line("}");
-                using (w.Block($"for (int mp = 0; mp < {I(kPanels)}; mp++)"))
+                EmitRowStreamTiles(w, r, "K", k, "CoutG", m, "col", "n", "n", "g");
+            }
+        }
+    }
+
+    /// <summary>
+    /// The row panels of C [M, cols] (at <c>cn</c>, row stride <paramref name="ldc"/>) = A x B over one column panel: A
+    /// packed whole in panels of MR rows ([K][MR] each), B the packed panel at <c>panel</c> ([K][NR]); each tile runs the
+    /// whole depth in registers from zero; rows past M are not stored, a partial panel goes through the tile. Shared by
+    /// the convolution's input gradient and Winograd's forward and input gradient.
+    /// </summary>
+    private static void EmitPackedTiles(SourceWriter w, Rung r, string mName, int m, string kName, int k, string ldc)
+    {
+        int mPanels = (m + r.MR - 1) / r.MR;
+        bool rowGuard = m % r.MR != 0;
+        using (w.Block($"for (int mp = 0; mp < {I(mPanels)}; mp++)"))
+        {
+            w.Line($"int m0 = mp * {I(r.MR)};");
+            w.Line($"ref float ak = ref Unsafe.Add(ref a, mp * {I(r.MR * k)});");
+            w.Line("ref float bk = ref panel;");
+            ZeroAccumulators(w, r);
+            EmitDepthLoop(w, r, kName, i => $"Unsafe.Add(ref ak, {I(i)})", packedA: true);
+            for (int i = 0; i < r.MR; i++)
+            {
+                using (Row(w, rowGuard ? $"if (m0 + {I(i)} < {mName})" : null))
                 {
-                    w.Line($"int m0 = mp * {I(r.MR)};");
-                    for (int i = 0; i < r.MR; i++)
-                        w.Line(rowEdge
-                            ? $"ref float a{i}r = ref Unsafe.Add(ref col, Math.Min(m0 + {I(i)}, K - 1) * n);"
-                            : $"ref float a{i}r = ref Unsafe.Add(ref col, (m0 + {I(i)}) * n);");
-                    w.Line("ref float ct = ref Unsafe.Add(ref g, m0 * CoutG + j0);");
-                    string whole = (rowEdge, colEdge) switch
+                    w.Line($"ref float o = ref Unsafe.Add(ref cn, (m0 + {I(i)}) * {ldc});");
+                    using (w.Block($"if (cols == {I(r.NR)})")) StoreRow(w, r, $"c{i}", "o");
+                    using (w.Block("else"))
                     {
-                        (false, false) => "true",
-                        (true, false) => $"m0 + {I(r.MR)} <= K",
-                        (false, true) => $"j0 + {I(r.NR)} <= CoutG",
-                        _ => $"m0 + {I(r.MR)} <= K && j0 + {I(r.NR)} <= CoutG",
-                    };
-                    w.Line($"bool whole = {whole};");
-                    if (rowEdge || colEdge)
-                    {
-                        using (w.Block("if (!whole)"))
-                        {
-                            w.Line($"for (int i = 0; i < {I(r.MR)}; i++)");
-                            w.Line($"    for (int j = 0; j < {I(r.NR)}; j++)");
-                            w.Line($"        Unsafe.Add(ref tile, i * {I(r.NR)} + j) = m0 + i < K && j0 + j < CoutG ? Unsafe.Add(ref ct, i * CoutG + j) : 0f;");
-                        }
+                        StoreRow(w, r, $"c{i}", "tile");
+                        w.Line("for (int j = 0; j < cols; j++) Unsafe.Add(ref o, j) = Unsafe.Add(ref tile, j);");
                     }
-                    w.Line("ref float cl = ref whole ? ref ct : ref tile;");
-                    w.Line($"nint ldc = whole ? CoutG : {I(r.NR)};");
-                    for (int i = 0; i < r.MR; i++)
-                    {
-                        var loads = new System.Collections.Generic.List<string>();
-                        for (int v = 0; v < r.NV; v++) loads.Add($"c{i}{v} = {r.Load("cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L))}");
-                        w.Line($"{r.T} {string.Join(", ", loads)};");
-                    }
-                    w.Line("ref float bk = ref panel;");
-                    EmitDepthLoop(w, r, "n", i => $"Unsafe.Add(ref a{i}r, k)", packedA: false);
-                    for (int i = 0; i < r.MR; i++)
-                    {
-                        var stores = new System.Collections.Generic.List<string>();
-                        for (int v = 0; v < r.NV; v++) stores.Add(r.Store($"c{i}{v}", "cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L)));
-                        w.Line(string.Join(" ", stores));
-                    }
-                    if (rowEdge || colEdge)
-                    {
-                        using (w.Block("if (!whole)"))
-                        {
-                            w.Line($"for (int i = 0; i < {I(r.MR)} && m0 + i < K; i++)");
-                            w.Line($"    for (int j = 0; j < {I(r.NR)} && j0 + j < CoutG; j++)");
-                            w.Line($"        Unsafe.Add(ref ct, i * CoutG + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
-                        }
-                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The row panels of C [M, N] (row stride N) += A [M, depth] x B over one panel of NR columns at <c>j0</c>: A's MR rows
+    /// read in place as broadcast streams (<paramref name="lda"/> floats apart; rows past M clamp to the last and are never
+    /// stored), B the packed panel at <c>panel</c>, the accumulators starting from C (a tile at the edges). Shared by the
+    /// convolution's weight gradient (A the column matrix, C = dWᵀ) and Winograd's (A = dM[ξ], C = dU[ξ]).
+    /// </summary>
+    private static void EmitRowStreamTiles(SourceWriter w, Rung r, string mName, int m, string nName, int n, string a, string lda, string depth, string c)
+    {
+        int mPanels = (m + r.MR - 1) / r.MR;
+        bool rowEdge = m % r.MR != 0, colEdge = n % r.NR != 0;
+        using (w.Block($"for (int mp = 0; mp < {I(mPanels)}; mp++)"))
+        {
+            w.Line($"int m0 = mp * {I(r.MR)};");
+            for (int i = 0; i < r.MR; i++)
+                w.Line(rowEdge
+                    ? $"ref float a{i}r = ref Unsafe.Add(ref {a}, Math.Min(m0 + {I(i)}, {mName} - 1) * {lda});"
+                    : $"ref float a{i}r = ref Unsafe.Add(ref {a}, (m0 + {I(i)}) * {lda});");
+            w.Line($"ref float ct = ref Unsafe.Add(ref {c}, m0 * {nName} + j0);");
+            string whole = (rowEdge, colEdge) switch
+            {
+                (false, false) => "true",
+                (true, false) => $"m0 + {I(r.MR)} <= {mName}",
+                (false, true) => $"j0 + {I(r.NR)} <= {nName}",
+                _ => $"m0 + {I(r.MR)} <= {mName} && j0 + {I(r.NR)} <= {nName}",
+            };
+            w.Line($"bool whole = {whole};");
+            if (rowEdge || colEdge)
+            {
+                using (w.Block("if (!whole)"))
+                {
+                    w.Line($"for (int i = 0; i < {I(r.MR)}; i++)");
+                    w.Line($"    for (int j = 0; j < {I(r.NR)}; j++)");
+                    w.Line($"        Unsafe.Add(ref tile, i * {I(r.NR)} + j) = m0 + i < {mName} && j0 + j < {nName} ? Unsafe.Add(ref ct, i * {nName} + j) : 0f;");
+                }
+            }
+            w.Line("ref float cl = ref whole ? ref ct : ref tile;");
+            w.Line($"nint ldc = whole ? {nName} : {I(r.NR)};");
+            for (int i = 0; i < r.MR; i++)
+            {
+                var loads = new System.Collections.Generic.List<string>();
+                for (int v = 0; v < r.NV; v++) loads.Add($"c{i}{v} = {r.Load("cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L))}");
+                w.Line($"{r.T} {string.Join(", ", loads)};");
+            }
+            w.Line("ref float bk = ref panel;");
+            EmitDepthLoop(w, r, depth, i => $"Unsafe.Add(ref a{i}r, k)", packedA: false);
+            for (int i = 0; i < r.MR; i++)
+            {
+                var stores = new System.Collections.Generic.List<string>();
+                for (int v = 0; v < r.NV; v++) stores.Add(r.Store($"c{i}{v}", "cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L)));
+                w.Line(string.Join(" ", stores));
+            }
+            if (rowEdge || colEdge)
+            {
+                using (w.Block("if (!whole)"))
+                {
+                    w.Line($"for (int i = 0; i < {I(r.MR)} && m0 + i < {mName}; i++)");
+                    w.Line($"    for (int j = 0; j < {I(r.NR)} && j0 + j < {nName}; j++)");
+                    w.Line($"        Unsafe.Add(ref ct, i * {nName} + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
                 }
             }
         }
@@ -696,14 +729,7 @@ internal static class ProductEmitter
                 w.Line("ref float src = ref Unsafe.Add(ref b, n0);");
                 using (w.Block($"if (cols == {I(r.NR)})"))
                 {
-                    w.Line($"for (int k = 0; k < {kName}; k++)");
-                    w.Line("{");
-                    w.Line("    ref float s = ref Unsafe.Add(ref src, k * ld);");
-                    w.Line($"    ref float d = ref Unsafe.Add(ref panel, k * {I(r.NR)});");
-                    var copies = new System.Collections.Generic.List<string>();
-                    for (int v = 0; v < r.NV; v++) copies.Add(r.Store(r.Load("s", I(v * r.L)), "d", I(v * r.L)));
-                    w.Line("    " + string.Join(" ", copies));
-                    w.Line("}");
+                    EmitPanelRows(w, r, "k", kName, "Unsafe.Add(ref src, k * ld)");
                 }
                 using (w.Block("else"))
                 {
@@ -711,27 +737,7 @@ internal static class ProductEmitter
                     w.Line($"    for (int j = 0; j < {I(r.NR)}; j++) Unsafe.Add(ref panel, k * {I(r.NR)} + j) = j < cols ? Unsafe.Add(ref src, k * ld + j) : 0f;");
                 }
                 w.Line("ref float cn = ref Unsafe.Add(ref c, n0);");
-                using (w.Block($"for (int mp = 0; mp < {I(mPanels)}; mp++)"))
-                {
-                    w.Line($"int m0 = mp * {I(r.MR)};");
-                    w.Line($"ref float ak = ref Unsafe.Add(ref a, mp * {I(r.MR * k)});");
-                    w.Line("ref float bk = ref panel;");
-                    ZeroAccumulators(w, r);
-                    EmitDepthLoop(w, r, kName, i => $"Unsafe.Add(ref ak, {I(i)})", packedA: true);
-                    for (int i = 0; i < r.MR; i++)
-                    {
-                        using (Row(w, rowGuard ? $"if (m0 + {I(i)} < {mName})" : null))
-                        {
-                            w.Line($"ref float o = ref Unsafe.Add(ref cn, (m0 + {I(i)}) * ld);");
-                            using (w.Block($"if (cols == {I(r.NR)})")) StoreRow(w, r, $"c{i}", "o");
-                            using (w.Block("else"))
-                            {
-                                StoreRow(w, r, $"c{i}", "tile");
-                                w.Line("for (int j = 0; j < cols; j++) Unsafe.Add(ref o, j) = Unsafe.Add(ref tile, j);");
-                            }
-                        }
-                    }
-                }
+                EmitPackedTiles(w, r, mName, m, kName, k, "ld");
             }
         }
     }
@@ -741,7 +747,7 @@ internal static class ProductEmitter
     private static void EmitWinogradWeight(SourceWriter w, Rung r, int coutG, int cinG)
     {
         int mPanels = (coutG + r.MR - 1) / r.MR, jPanels = (cinG + r.NR - 1) / r.NR;
-        bool rowEdge = coutG % r.MR != 0, colEdge = cinG % r.NR != 0;
+        bool colEdge = cinG % r.NR != 0;
         Summary(w,
             $"dU[ξ] [{I(coutG)}, {I(cinG)}] += dM[ξ] [{I(coutG)}, tiles] x V[ξ]ᵀ [tiles, {I(cinG)}], {X(r.Isa.Description)}.",
             $"Per panel of {I(r.NR)} input channels ({I(jPanels)}): Vᵀ packed from V's rows; each of the {I(mPanels)} row panels of dM runs",
@@ -767,57 +773,7 @@ internal static class ProductEmitter
                 w.Line("    ref float s = ref Unsafe.Add(ref v, (j0 + j) * ld);");
                 w.Line($"    for (int p = 0; p < tiles; p++) Unsafe.Add(ref d, p * {I(r.NR)}) = Unsafe.Add(ref s, p);");
                 w.Line("}");
-                using (w.Block($"for (int mp = 0; mp < {I(mPanels)}; mp++)"))
-                {
-                    w.Line($"int m0 = mp * {I(r.MR)};");
-                    for (int i = 0; i < r.MR; i++)
-                        w.Line(rowEdge
-                            ? $"ref float a{i}r = ref Unsafe.Add(ref dm, Math.Min(m0 + {I(i)}, CoutG - 1) * ld);"
-                            : $"ref float a{i}r = ref Unsafe.Add(ref dm, (m0 + {I(i)}) * ld);");
-                    w.Line("ref float ct = ref Unsafe.Add(ref g, m0 * CinG + j0);");
-                    string whole = (rowEdge, colEdge) switch
-                    {
-                        (false, false) => "true",
-                        (true, false) => $"m0 + {I(r.MR)} <= CoutG",
-                        (false, true) => $"j0 + {I(r.NR)} <= CinG",
-                        _ => $"m0 + {I(r.MR)} <= CoutG && j0 + {I(r.NR)} <= CinG",
-                    };
-                    w.Line($"bool whole = {whole};");
-                    if (rowEdge || colEdge)
-                    {
-                        using (w.Block("if (!whole)"))
-                        {
-                            w.Line($"for (int i = 0; i < {I(r.MR)}; i++)");
-                            w.Line($"    for (int j = 0; j < {I(r.NR)}; j++)");
-                            w.Line($"        Unsafe.Add(ref tile, i * {I(r.NR)} + j) = m0 + i < CoutG && j0 + j < CinG ? Unsafe.Add(ref ct, i * CinG + j) : 0f;");
-                        }
-                    }
-                    w.Line("ref float cl = ref whole ? ref ct : ref tile;");
-                    w.Line($"nint ldc = whole ? CinG : {I(r.NR)};");
-                    for (int i = 0; i < r.MR; i++)
-                    {
-                        var loads = new System.Collections.Generic.List<string>();
-                        for (int v = 0; v < r.NV; v++) loads.Add($"c{i}{v} = {r.Load("cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L))}");
-                        w.Line($"{r.T} {string.Join(", ", loads)};");
-                    }
-                    w.Line("ref float bk = ref panel;");
-                    EmitDepthLoop(w, r, "tiles", i => $"Unsafe.Add(ref a{i}r, k)", packedA: false);
-                    for (int i = 0; i < r.MR; i++)
-                    {
-                        var stores = new System.Collections.Generic.List<string>();
-                        for (int v = 0; v < r.NV; v++) stores.Add(r.Store($"c{i}{v}", "cl", (i == 0 ? "" : $"{I(i)} * ldc + ") + I(v * r.L)));
-                        w.Line(string.Join(" ", stores));
-                    }
-                    if (rowEdge || colEdge)
-                    {
-                        using (w.Block("if (!whole)"))
-                        {
-                            w.Line($"for (int i = 0; i < {I(r.MR)} && m0 + i < CoutG; i++)");
-                            w.Line($"    for (int j = 0; j < {I(r.NR)} && j0 + j < CinG; j++)");
-                            w.Line($"        Unsafe.Add(ref ct, i * CinG + j) = Unsafe.Add(ref tile, i * {I(r.NR)} + j);");
-                        }
-                    }
-                }
+                EmitRowStreamTiles(w, r, "CoutG", coutG, "CinG", cinG, "dm", "ld", "tiles", "g");
             }
         }
     }
