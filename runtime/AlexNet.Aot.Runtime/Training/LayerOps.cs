@@ -76,6 +76,8 @@ internal sealed class ConvOp : TrainOp
             if (value is null) return;
             _genPacked = NewPerWorker(_dw.Length, _groups * value.PackedFloats);
             _genPackedT = NewPerWorker(_dw.Length, _groups * value.PackedTransposedFloats);
+            // The runtime GEMM's packed weights are not used with the generated products.
+            _packedW = _packedWt = NewPerWorker(_dw.Length, 0);
         }
     }
 
