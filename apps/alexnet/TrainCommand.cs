@@ -61,7 +61,7 @@ internal static class TrainCommand
             "  --quiet               no progress bar\n" +
             "  --profile             at the end, print each operation's forward and backward time per step\n" +
             "  --conv auto|direct    auto (default): stride-1 3x3 and 5x5 convolutions with enough channels train by\n" +
-            "                        Winograd; direct: every convolution as column gathers and GEMM\n" +
+            "                        Winograd; direct: every convolution as a direct product\n" +
             "  --kernels generated|reference  generated (default): the training kernels the generator emitted for the\n" +
             "                        model; reference: the trainer's own operations (to compare results or times)\n" +
             "A loss that becomes NaN or infinite stops training at once (exit code 1); the last good checkpoint is kept.\n",
@@ -519,8 +519,8 @@ internal static class TrainCommand
         Console.Out.WriteLine("OPERATION          PASS                       MS   SHARE  KERNELS");
         foreach (var (op, pass, ms) in rows)
         {
-            // A direct convolution's or dense layer's products, column gather and scatter and bias gradient are generated;
-            // a Winograd convolution's products run the runtime's GEMM.
+            // A convolution's or dense layer's products, a direct convolution's column gather and scatter and the bias
+            // gradients are generated; a Winograd convolution's tile transforms run in the runtime.
             // A chain of generated image-by-image operations (conv1.relu+lrn+maxpool) runs a block of images at a time, one row.
             string? parts = op.Contains('+') ? "by image block" : generated.Contains(op) ? trainer.GeneratedParts(op, pass == "backward") : null;
             string mark = parts is null ? "" : parts.Length == 0 ? "  generated" : "  generated " + parts;

@@ -8,8 +8,9 @@ namespace AlexNet.Aot.Generator.Emit;
 
 /// <summary>
 /// Emits the training kernels of a model: per layer line, one class per operation that the trainer runs (ReLU, LRN,
-/// max, average and adaptive average pooling, batch norm in training mode, dropout) plus the bias gradient of the
-/// convolution or dense product and a convolution's column gather (im2col) and scatter (col2im), each with its shapes, windows and constants compiled in and one copy per rung of the
+/// max, average and adaptive average pooling, batch norm in training mode, dropout) plus the convolution's or dense
+/// layer's products (<see cref="ProductEmitter"/>) and bias gradient and a convolution's column gather (im2col) and
+/// scatter (col2im), each with its shapes, windows and constants compiled in and one copy per rung of the
 /// ISA ladder; and per model, the table through which <c>ModelInfo.Training</c> hands them to the trainer. The
 /// arithmetic is the runtime reference operations' (runtime Training/NormPoolOps.cs and LayerOps.cs), in the same
 /// order, so that the results are the same bit for bit.
@@ -47,8 +48,7 @@ internal static class TrainingEmitter
         {
             w.Line("/// <summary>");
             w.Line("/// The generated training kernels of every operation of this model, by layer and operation index (operation 0 is the");
-            w.Line("/// convolution or dense product, whose bias gradient is here, and a convolution's column gather and scatter; the");
-            w.Line("/// products themselves train by the runtime's GEMM).");
+            w.Line("/// convolution or dense layer: its products, its bias gradient and a convolution's column gather and scatter).");
             w.Line("/// <c>Metadata.Training</c> points here, so a <c>Trainer</c> runs these kernels instead of its reference operations.");
             w.Line("/// Every kernel object is created once, with the table: a training step only makes virtual calls.");
             w.Line("/// </summary>");
@@ -91,8 +91,8 @@ internal static class TrainingEmitter
         {
             w.Line("/// <summary>");
             w.Line($"/// Training kernels of layer {X(s.Name)} (spec line {I(s.Position.Line + 1)}): <c>{X(s.Text)}</c>.");
-            w.Line("/// One class per operation the trainer runs after the product, with this line's shapes compiled in, and the product's");
-            w.Line("/// bias gradient. Each kernel computes exactly what the runtime's reference operation does, in the same order (the");
+            w.Line("/// One class for the convolution or dense layer (its products and bias gradient) and one per operation after it, with");
+            w.Line("/// this line's shapes compiled in. Each kernel computes exactly what the runtime's reference operation does, in the same order (the");
             w.Line("/// trainer's tests compare them bit for bit), and dispatches once per call on the ISA ladder:");
             w.Line("/// AVX-512 (Vector512) → AVX2 (Vector256) → NEON/SSE (Vector128) → scalar.");
             w.Line("/// </summary>");
@@ -216,8 +216,8 @@ internal static class TrainingEmitter
         int plane = l.OutH * l.OutW;
         Summary(w,
             $"The convolution's training kernels ({I(l.CinG)} input channels per group, {I(l.InH)}x{I(l.InW)} in, {I(sp.KernelH)}x{I(sp.KernelW)} window,",
-            $"stride {I(sp.Stride)}, padding {I(sp.Padding)}, {I(l.OutH)}x{I(l.OutW)} out): the column gather and scatter around the runtime's GEMM,",
-            "and the bias gradient db[o] = Σ over the images and the output plane of dy[o] (used when the convolution has a",
+            $"stride {I(sp.Stride)}, padding {I(sp.Padding)}, {I(l.OutH)}x{I(l.OutW)} out): the column gather and scatter, the products (forward,",
+            "input and weight gradients, and Winograd's point products for a stride-1 3x3 or 5x5 layer), and the bias gradient db[o] = Σ over the images and the output plane of dy[o] (used when the convolution has a",
             "bias): floats widened to double as they are loaded and summed in double vector lanes (the reference sums in double",
             "too, in another grouping: the two agree to the last float bit but in rare ties).");
         Generated(w);
