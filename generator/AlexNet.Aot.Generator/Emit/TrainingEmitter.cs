@@ -73,9 +73,69 @@ internal static class TrainingEmitter
                 w.Line("/// <inheritdoc />");
                 w.Line($"public override {Ns}OperationKernels? Find(int layer, int operation) =>");
                 w.Line("    (uint)layer < (uint)_ops.Length && (uint)operation < (uint)_ops[layer].Length ? _ops[layer][operation] : null;");
+                w.Line();
+                w.Line("private static readonly SoftmaxLoss s_loss = new SoftmaxLoss();");
+                w.Line();
+                w.Line("/// <inheritdoc />");
+                w.Line($"public override {Ns}SoftmaxCrossEntropyKernels? Loss => s_loss;");
+                w.Line();
+                EmitLoss(w, plan.Classes);
             }
         }
         return w.ToString();
+    }
+
+    /// <summary>
+    /// The softmax cross-entropy with the class count compiled in: per image, the maximum, Σ exp(z - max) in double, the
+    /// loss log-sum-exp - z[label], the label's rank (top-1, top-5) and the gradient (softmax - onehot) / batch, in the
+    /// runtime trainer's order and precision (its <c>Score</c>), so every result is the same bit for bit.
+    /// </summary>
+    private static void EmitLoss(SourceWriter w, int classes)
+    {
+        Summary(w,
+            $"Softmax cross-entropy over {I(classes)} classes: loss = log Σ exp(z) - z[label] per image (the maximum subtracted, sums in",
+            "double), top-1 and top-5 counts (ties to the lower class), and dL/dz = (softmax(z) - onehot) / batch.");
+        using (w.Block($"private sealed class SoftmaxLoss : {Ns}SoftmaxCrossEntropyKernels"))
+        {
+            w.Line($"private const int Classes_ = {I(classes)};");
+            w.Line();
+            w.Line("/// <inheritdoc />");
+            w.Line("public override int Classes => Classes_;");
+            w.Line();
+            w.Line("/// <inheritdoc />");
+            using (Method(w, "public override double Score(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, int batch, Span<float> gradient, out int correct, out int top5)"))
+            {
+                w.Line("if (batch < 0 || logits.Length < batch * Classes_ || labels.Length < batch || (gradient.Length != 0 && gradient.Length < batch * Classes_))");
+                w.Line("    throw new ArgumentException(\"A span is shorter than the batch needs.\");");
+                w.Line("double loss = 0;");
+                w.Line("correct = 0;");
+                w.Line("top5 = 0;");
+                using (w.Block("for (int b = 0; b < batch; b++)"))
+                {
+                    w.Line("ReadOnlySpan<float> z = logits.Slice(b * Classes_, Classes_);");
+                    w.Line("int label = labels[b];");
+                    w.Line("if ((uint)label >= Classes_) throw new ArgumentOutOfRangeException(nameof(labels), label, \"A label is outside the model's classes.\");");
+                    w.Line("float max = float.NegativeInfinity;");
+                    w.Line("for (int c = 0; c < Classes_; c++) if (z[c] > max) max = z[c];");
+                    w.Line("double sum = 0;");
+                    w.Line("for (int c = 0; c < Classes_; c++) sum += Math.Exp(z[c] - max);");
+                    w.Line("double lse = max + Math.Log(sum);");
+                    w.Line("loss += lse - z[label];");
+                    w.Line("int above = 0;");
+                    w.Line("for (int c = 0; c < Classes_; c++)");
+                    w.Line("    if (z[c] > z[label] || (z[c] == z[label] && c < label)) above++;");
+                    w.Line("if (above == 0) correct++;");
+                    w.Line("if (above < 5) top5++;");
+                    using (w.Block("if (gradient.Length != 0)"))
+                    {
+                        w.Line("Span<float> g = gradient.Slice(b * Classes_, Classes_);");
+                        w.Line("for (int c = 0; c < Classes_; c++)");
+                        w.Line("    g[c] = (float)((Math.Exp(z[c] - lse) - (c == label ? 1 : 0)) / batch);");
+                    }
+                }
+                w.Line("return loss;");
+            }
+        }
     }
 
     /// <summary>A per-image shape as the runtime's <c>OperationKernels</c> takes it (C, H, W; features as F, 1, 1).</summary>

@@ -15,6 +15,22 @@ public abstract class ModelTrainingKernels
     /// <see cref="ModelInfo.Layers"/> and <see cref="LayerInfo.Ops"/>; operation 0 is the convolution or dense product),
     /// or null when the generator emitted none for it.</summary>
     public abstract OperationKernels? Find(int layer, int operation);
+
+    /// <summary>The generated softmax cross-entropy for the model's class count, or null.</summary>
+    public virtual SoftmaxCrossEntropyKernels? Loss => null;
+}
+
+/// <summary>Softmax cross-entropy over a batch of logits, with the class count compiled in: what the trainer's own
+/// scoring computes, in the same order and in double, so the loss, the counts and the gradient are the same bit for bit.</summary>
+public abstract class SoftmaxCrossEntropyKernels
+{
+    /// <summary>The classes (logits per image) compiled in.</summary>
+    public abstract int Classes { get; }
+
+    /// <summary>Returns Σ over the images of -log softmax(z)[label] (in double); <paramref name="correct"/> counts the
+    /// images whose label scores highest (ties to the lower class), <paramref name="top5"/> those whose label is among
+    /// the five highest; <paramref name="gradient"/>, unless empty, gets dL/dz = (softmax(z) - onehot) / batch.</summary>
+    public abstract double Score(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, int batch, Span<float> gradient, out int correct, out int top5);
 }
 
 /// <summary>

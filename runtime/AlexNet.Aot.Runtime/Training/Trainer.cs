@@ -71,6 +71,8 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     private readonly ThreadTeam? _team;
     private readonly int _lowestTrainable;
     private readonly int _classes;
+    /// <summary>The generated softmax cross-entropy, or null for <see cref="Score"/>'s own loop.</summary>
+    private readonly SoftmaxCrossEntropyKernels? _loss;
     private int _busy;
     private bool _disposed;
 
@@ -95,6 +97,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             throw new ArgumentOutOfRangeException(nameof(options), Options.Threads, "Threads must be between 0 (one per processor) and 256.");
         Model = model;
         _classes = model.Classes;
+        _loss = !Options.ReferenceOps && model.Training?.Loss is { } lk && lk.Classes == _classes ? lk : null;
         MaxBatch = Options.MaxBatch;
         Threads = Options.Threads == 0 ? ThreadTeam.DefaultSize : Options.Threads;
         var known = new HashSet<string>(StringComparer.Ordinal);
@@ -116,6 +119,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
         var generated = new List<string>();
         foreach (TrainOp op in _ops)
             if (op.Generated) generated.Add(op.Name);
+        if (_loss is not null) generated.Add("loss");
         GeneratedOperations = generated;
         _profileTicks = new long[2 * _ops.Length + 3];
 
@@ -162,7 +166,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     public IReadOnlyList<string> WinogradLayers { get; }
 
     /// <summary>The operations (as <see cref="GetProfile"/> names them) that run kernels the generator emitted for this model
-    /// (<see cref="ModelInfo.Training"/>), in order; a convolution or dense layer is listed when its products or its bias
+    /// (<see cref="ModelInfo.Training"/>), in order, and "loss" when the softmax cross-entropy is generated; a convolution or dense layer is listed when its products or its bias
     /// gradient are generated (<see cref="GeneratedParts"/> says which). Empty for a model description without them.</summary>
     public IReadOnlyList<string> GeneratedOperations { get; }
 
@@ -173,6 +177,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     /// scatter in its backward (a Winograd convolution's tile transforms run in the runtime), and ", bias gradient".</summary>
     public string? GeneratedParts(string operation, bool backward)
     {
+        if (operation == "loss") return _loss is null ? null : "";
         for (int i = 0; i < _ops.Length; i++)
         {
             TrainOp op = _ops[i];
@@ -506,6 +511,15 @@ public sealed partial class Trainer : IDisposable, IParallelBody
     /// <paramref name="gradient"/> is given, writes dL/dlogits = (softmax - onehot) / batch into it.</summary>
     private void Score(float[] logits, int batch, float[]? gradient)
     {
+        if (_loss is { } k)
+        {
+            double sum = k.Score(logits.AsSpan(0, batch * _classes), _labels.AsSpan(0, batch), batch,
+                gradient is null ? default : gradient.AsSpan(0, batch * _classes), out int right, out int five);
+            LastLoss = (float)(sum / batch);
+            LastCorrect = right;
+            LastTop5Correct = five;
+            return;
+        }
         double loss = 0;
         int correct = 0, top5 = 0;
         for (int b = 0; b < batch; b++)

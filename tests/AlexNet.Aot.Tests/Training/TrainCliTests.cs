@@ -255,6 +255,7 @@ public sealed class TrainCliTests : IClassFixture<TrainedRun>
         Assert.Matches(@"conv1\.conv +backward .*  generated product, gather, bias gradient", r.Stdout); // no dx below the first layer
         Assert.Matches(@"fc6\.dense +forward .*  generated product\r?\n", r.Stdout);
         Assert.Matches(@"fc6\.dense +backward .*  generated products, bias gradient", r.Stdout);
+        Assert.Matches(@"loss +softmax cross-entropy .*  generated\r?\n", r.Stdout);
         Assert.Contains("27 images of " + root, r.Stderr);
         Assert.Contains("validation: 3 images", r.Stderr);
         Assert.True(File.Exists(Path.Combine(outDir, "last.safetensors")));
