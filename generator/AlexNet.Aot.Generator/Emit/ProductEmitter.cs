@@ -979,9 +979,9 @@ internal static class ProductEmitter
     {
         Summary(w,
             $"dX[b, i] = Σ_o dy[b, o] W[o, i] for inputs [i0, i1), {X(r.Isa.Description)}: Fout = {I(fout)}, the depth, in blocks of KC.",
-            "Per block of NC inputs and KC outputs, W's rows are packed into panels of NR (L2); each MR images of dy are MR broadcast",
-            "streams read in place; a tile continues from dX's partial sums after the first depth block (one chain per element, as",
-            "the runtime GEMM's).");
+            "Per block of NC inputs and KC outputs, W's rows are packed into panels of NR; each panel (in L1) serves every MR images",
+            "of dy, read in place as MR broadcast streams; a tile continues from dX's partial sums after the first depth block (one",
+            "chain per element, as the runtime GEMM's).");
         using (Method(w, $"private static void InputGradient{r.S}(ref float dy, ref float w, int batch, ref float dx, int i0, int i1, ref float scratch)"))
         {
             w.Line("ref float tile = ref scratch;");
@@ -995,15 +995,17 @@ internal static class ProductEmitter
                 {
                     w.Line("int kc = Math.Min(kStep, Fout - pc);");
                     EmitPackPanels(w, r, "kc", "nc", (p, j) => $"Unsafe.Add(ref w, (pc + {p}) * Fin + i0 + jc + {j})", contiguous: true);
-                    using (w.Block($"for (int ir = 0; ir < batch; ir += {I(r.MR)})"))
+                    // Column panels outside, images inside: each packed panel of W (kc x NR, in L1) serves every image
+                    // before the next is read.
+                    using (w.Block($"for (int jr = 0; jr < nc; jr += {I(r.NR)})"))
                     {
-                        w.Line($"int rows = Math.Min({I(r.MR)}, batch - ir);");
-                        for (int i = 0; i < r.MR; i++)
-                            w.Line(i == 0 ? "ref float a0r = ref Unsafe.Add(ref dy, ir * Fout + pc);"
-                                : $"ref float a{i}r = ref Unsafe.Add(ref dy, Math.Min(ir + {I(i)}, batch - 1) * Fout + pc);");
-                        using (w.Block($"for (int jr = 0; jr < nc; jr += {I(r.NR)})"))
+                        w.Line($"int cols = Math.Min({I(r.NR)}, nc - jr);");
+                        using (w.Block($"for (int ir = 0; ir < batch; ir += {I(r.MR)})"))
                         {
-                            w.Line($"int cols = Math.Min({I(r.NR)}, nc - jr);");
+                            w.Line($"int rows = Math.Min({I(r.MR)}, batch - ir);");
+                            for (int i = 0; i < r.MR; i++)
+                                w.Line(i == 0 ? "ref float a0r = ref Unsafe.Add(ref dy, ir * Fout + pc);"
+                                    : $"ref float a{i}r = ref Unsafe.Add(ref dy, Math.Min(ir + {I(i)}, batch - 1) * Fout + pc);");
                             w.Line("ref float ct = ref Unsafe.Add(ref dx, ir * Fin + i0 + jc + jr);");
                             w.Line($"bool whole = rows == {I(r.MR)} && cols == {I(r.NR)};");
                             using (w.Block("if (!whole)"))
