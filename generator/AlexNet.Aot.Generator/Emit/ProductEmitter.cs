@@ -64,6 +64,14 @@ internal static class ProductEmitter
         return w.Block(header);
     }
 
+    /// <summary>Emits <c>ref float NAME = ref MemoryMarshal.GetReference(SPAN);</c> for each (NAME, SPAN) pair: how every
+    /// public entry point takes its spans before it dispatches on the ladder.</summary>
+    private static void References(SourceWriter w, params string[] nameSpanPairs)
+    {
+        for (int i = 0; i + 1 < nameSpanPairs.Length; i += 2)
+            w.Line($"ref float {nameSpanPairs[i]} = ref MemoryMarshal.GetReference({nameSpanPairs[i + 1]});");
+    }
+
     /// <summary>Opens one tile row's block: under <paramref name="guard"/> (a row that may lie past the matrix), or plain.</summary>
     private static SourceWriter.Scope Row(SourceWriter w, string? guard)
     {
@@ -129,8 +137,7 @@ internal static class ProductEmitter
         using (Method(w, "public override void PackWeights(ReadOnlySpan<float> weights, Span<float> packed)"))
         {
             w.Line("if (weights.Length < CoutG * K || packed.Length < PackedFloats) throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
-            w.Line("ref float wr = ref MemoryMarshal.GetReference(weights);");
-            w.Line("ref float d = ref MemoryMarshal.GetReference(packed);");
+            References(w, "wr", "weights", "d", "packed");
             LayerEmitter.Ladder(w, isa => $"Pack{isa.Suffix}(ref wr, ref d);");
         }
         w.Line();
@@ -138,8 +145,7 @@ internal static class ProductEmitter
         using (Method(w, "public override void PackWeightsTransposed(ReadOnlySpan<float> weights, Span<float> packed)"))
         {
             w.Line("if (weights.Length < CoutG * K || packed.Length < PackedTransposedFloats) throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
-            w.Line("ref float wr = ref MemoryMarshal.GetReference(weights);");
-            w.Line("ref float d = ref MemoryMarshal.GetReference(packed);");
+            References(w, "wr", "weights", "d", "packed");
             LayerEmitter.Ladder(w, isa => $"PackTransposed{isa.Suffix}(ref wr, ref d);");
         }
         foreach (IsaPath isa in IsaPath.Ladder)
@@ -187,11 +193,7 @@ internal static class ProductEmitter
             w.Line("    || x.Length < (images - 1) * inputStride + CinG * InPlane || y.Length < (images - 1) * outputStride + CoutG * Plane");
             w.Line("    || scratch.Length < ScratchFor(images) || (bias.Length != 0 && bias.Length < CoutG))");
             w.Line("    throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
-            w.Line("ref float a = ref MemoryMarshal.GetReference(packed);");
-            w.Line("ref float xr = ref MemoryMarshal.GetReference(x);");
-            w.Line("ref float b = ref MemoryMarshal.GetReference(bias);");
-            w.Line("ref float yr = ref MemoryMarshal.GetReference(y);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            References(w, "a", "packed", "xr", "x", "b", "bias", "yr", "y", "s", "scratch");
             LayerEmitter.Ladder(w, isa => $"Forward{isa.Suffix}(ref a, ref xr, inputStride, images, ref b, bias.Length != 0, ref yr, outputStride, ref s);");
         }
         w.Line();
@@ -199,10 +201,7 @@ internal static class ProductEmitter
         using (Method(w, "public override void InputGradient(ReadOnlySpan<float> packedTransposed, ReadOnlySpan<float> dy, int imageStride, int images, Span<float> col, Span<float> scratch)"))
         {
             w.Line("CheckProduct(images, imageStride, packedTransposed.Length, dy.Length, col.Length, scratch.Length, PackedTransposedFloats);");
-            w.Line("ref float a = ref MemoryMarshal.GetReference(packedTransposed);");
-            w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
-            w.Line("ref float c = ref MemoryMarshal.GetReference(col);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            References(w, "a", "packedTransposed", "d", "dy", "c", "col", "s", "scratch");
             LayerEmitter.Ladder(w, isa => $"InputGradient{isa.Suffix}(ref a, ref d, imageStride, images, ref c, ref s);");
         }
         w.Line();
@@ -210,10 +209,7 @@ internal static class ProductEmitter
         using (Method(w, "public override void WeightGradient(ReadOnlySpan<float> col, ReadOnlySpan<float> dy, int imageStride, int images, Span<float> weightGradientT, Span<float> scratch)"))
         {
             w.Line("CheckProduct(images, imageStride, weightGradientT.Length, dy.Length, col.Length, scratch.Length, K * CoutG);");
-            w.Line("ref float c = ref MemoryMarshal.GetReference(col);");
-            w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
-            w.Line("ref float g = ref MemoryMarshal.GetReference(weightGradientT);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            References(w, "c", "col", "d", "dy", "g", "weightGradientT", "s", "scratch");
             LayerEmitter.Ladder(w, isa => $"WeightGradient{isa.Suffix}(ref c, ref d, imageStride, images, ref g, ref s);");
         }
         if (l.Spec.Stride == 1 && l.Spec.KernelH == l.Spec.KernelW && (l.Spec.KernelH == 3 || l.Spec.KernelH == 5))
@@ -645,54 +641,35 @@ internal static class ProductEmitter
         w.Line("        throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
         w.Line("}");
         w.Line();
-        w.Line("/// <inheritdoc />");
-        using (Method(w, "public override void WinogradForward(ReadOnlySpan<float> packedU, int packedStride, ReadOnlySpan<float> v, int ld, int tiles, Span<float> m, Span<float> scratch)"))
+        // Each entry point checks its spans, then runs its product once per tile element ξ on the ladder.
+        void Entry(string header, string check, string[] references, System.Func<IsaPath, string> call)
         {
-            w.Line("CheckWinograd(packedU.Length, 35 * packedStride + PanelFloats(CoutG, CinG), ld, tiles, v.Length, CinG, m.Length, CoutG, scratch.Length);");
-            w.Line("ref float a = ref MemoryMarshal.GetReference(packedU);");
-            w.Line("ref float b = ref MemoryMarshal.GetReference(v);");
-            w.Line("ref float c = ref MemoryMarshal.GetReference(m);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
-            w.Line("for (int xi = 0; xi < 36; xi++)");
-            w.Line("{");
-            w.Indent();
-            LayerEmitter.Ladder(w, isa => $"WinogradMultiply{isa.Suffix}(ref Unsafe.Add(ref a, xi * packedStride), ref Unsafe.Add(ref b, xi * CinG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * CoutG * ld), ref s);");
-            w.Dedent();
-            w.Line("}");
+            w.Line("/// <inheritdoc />");
+            using (Method(w, header))
+            {
+                w.Line(check);
+                References(w, references);
+                w.Line("for (int xi = 0; xi < 36; xi++)");
+                w.Line("{");
+                w.Indent();
+                LayerEmitter.Ladder(w, call);
+                w.Dedent();
+                w.Line("}");
+            }
+            w.Line();
         }
-        w.Line();
-        w.Line("/// <inheritdoc />");
-        using (Method(w, "public override void WinogradInputGradient(ReadOnlySpan<float> packedUT, int packedStride, ReadOnlySpan<float> dm, int ld, int tiles, Span<float> dv, Span<float> scratch)"))
-        {
-            w.Line("CheckWinograd(packedUT.Length, 35 * packedStride + PanelFloats(CinG, CoutG), ld, tiles, dm.Length, CoutG, dv.Length, CinG, scratch.Length);");
-            w.Line("ref float a = ref MemoryMarshal.GetReference(packedUT);");
-            w.Line("ref float b = ref MemoryMarshal.GetReference(dm);");
-            w.Line("ref float c = ref MemoryMarshal.GetReference(dv);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
-            w.Line("for (int xi = 0; xi < 36; xi++)");
-            w.Line("{");
-            w.Indent();
-            LayerEmitter.Ladder(w, isa => $"WinogradMultiplyT{isa.Suffix}(ref Unsafe.Add(ref a, xi * packedStride), ref Unsafe.Add(ref b, xi * CoutG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * CinG * ld), ref s);");
-            w.Dedent();
-            w.Line("}");
-        }
-        w.Line();
-        w.Line("/// <inheritdoc />");
-        using (Method(w, "public override void WinogradWeightGradient(ReadOnlySpan<float> dm, ReadOnlySpan<float> v, int ld, int tiles, Span<float> du, Span<float> scratch)"))
-        {
-            w.Line("CheckWinograd(du.Length, 36 * CoutG * CinG, ld, tiles, dm.Length, CoutG, v.Length, CinG, scratch.Length);");
-            w.Line("ref float a = ref MemoryMarshal.GetReference(dm);");
-            w.Line("ref float b = ref MemoryMarshal.GetReference(v);");
-            w.Line("ref float c = ref MemoryMarshal.GetReference(du);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
-            w.Line("for (int xi = 0; xi < 36; xi++)");
-            w.Line("{");
-            w.Indent();
-            LayerEmitter.Ladder(w, isa => $"WinogradWeight{isa.Suffix}(ref Unsafe.Add(ref a, xi * CoutG * ld), ref Unsafe.Add(ref b, xi * CinG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * (CoutG * CinG)), ref s);");
-            w.Dedent();
-            w.Line("}");
-        }
-        w.Line();
+        Entry("public override void WinogradForward(ReadOnlySpan<float> packedU, int packedStride, ReadOnlySpan<float> v, int ld, int tiles, Span<float> m, Span<float> scratch)",
+            "CheckWinograd(packedU.Length, 35 * packedStride + PanelFloats(CoutG, CinG), ld, tiles, v.Length, CinG, m.Length, CoutG, scratch.Length);",
+            new[] { "a", "packedU", "b", "v", "c", "m", "s", "scratch" },
+            isa => $"WinogradMultiply{isa.Suffix}(ref Unsafe.Add(ref a, xi * packedStride), ref Unsafe.Add(ref b, xi * CinG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * CoutG * ld), ref s);");
+        Entry("public override void WinogradInputGradient(ReadOnlySpan<float> packedUT, int packedStride, ReadOnlySpan<float> dm, int ld, int tiles, Span<float> dv, Span<float> scratch)",
+            "CheckWinograd(packedUT.Length, 35 * packedStride + PanelFloats(CinG, CoutG), ld, tiles, dm.Length, CoutG, dv.Length, CinG, scratch.Length);",
+            new[] { "a", "packedUT", "b", "dm", "c", "dv", "s", "scratch" },
+            isa => $"WinogradMultiplyT{isa.Suffix}(ref Unsafe.Add(ref a, xi * packedStride), ref Unsafe.Add(ref b, xi * CoutG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * CinG * ld), ref s);");
+        Entry("public override void WinogradWeightGradient(ReadOnlySpan<float> dm, ReadOnlySpan<float> v, int ld, int tiles, Span<float> du, Span<float> scratch)",
+            "CheckWinograd(du.Length, 36 * CoutG * CinG, ld, tiles, dm.Length, CoutG, v.Length, CinG, scratch.Length);",
+            new[] { "a", "dm", "b", "v", "c", "du", "s", "scratch" },
+            isa => $"WinogradWeight{isa.Suffix}(ref Unsafe.Add(ref a, xi * CoutG * ld), ref Unsafe.Add(ref b, xi * CinG * ld), ld, tiles, ref Unsafe.Add(ref c, xi * (CoutG * CinG)), ref s);");
         w.Line("/// <summary>Floats of an m x k matrix packed in whole panels of the rung's rows (the runtime's Gemm.PackedLength).</summary>");
         w.Line("private static int PanelFloats(int m, int k) => " + Ladder(r => $"(m + {I(r.MR - 1)}) / {I(r.MR)} * {I(r.MR)} * k") + ";");
         foreach (IsaPath isa in IsaPath.Ladder)
@@ -804,11 +781,7 @@ internal static class ProductEmitter
             w.Line("    || scratch.Length < ScratchFloats(batch) || (bias.Length != 0 && bias.Length < Fout))");
             w.Line("    throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
             w.Line("if (o1 == o0) return;");
-            w.Line("ref float wr = ref MemoryMarshal.GetReference(weights);");
-            w.Line("ref float xr = ref MemoryMarshal.GetReference(x);");
-            w.Line("ref float b = ref MemoryMarshal.GetReference(bias);");
-            w.Line("ref float yr = ref MemoryMarshal.GetReference(y);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            References(w, "wr", "weights", "xr", "x", "b", "bias", "yr", "y", "s", "scratch");
             LayerEmitter.Ladder(w, isa => $"Forward{isa.Suffix}(ref wr, ref xr, batch, ref b, bias.Length != 0, ref yr, o0, o1, ref s);");
         }
         w.Line();
@@ -818,10 +791,7 @@ internal static class ProductEmitter
             w.Line("if (batch < 1 || o0 < 0 || o1 > Fout || o0 > o1 || dy.Length < batch * Fout || x.Length < batch * Fin || weightGradient.Length < Fout * Fin || scratch.Length < ScratchFloats(batch))");
             w.Line("    throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
             w.Line("if (o1 == o0) return;");
-            w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
-            w.Line("ref float xr = ref MemoryMarshal.GetReference(x);");
-            w.Line("ref float g = ref MemoryMarshal.GetReference(weightGradient);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            References(w, "d", "dy", "xr", "x", "g", "weightGradient", "s", "scratch");
             LayerEmitter.Ladder(w, isa => $"WeightGradient{isa.Suffix}(ref d, ref xr, batch, ref g, o0, o1, ref s);");
             w.Line("global::AlexNet.Aot.Training.StreamingStores.Fence();");
         }
@@ -832,10 +802,7 @@ internal static class ProductEmitter
             w.Line("if (batch < 1 || i0 < 0 || i1 > Fin || i0 > i1 || dy.Length < batch * Fout || weights.Length < Fout * Fin || dx.Length < batch * Fin || scratch.Length < ScratchFloats(batch))");
             w.Line("    throw new ArgumentException(\"A span is shorter than the layer's shapes need.\");");
             w.Line("if (i1 == i0) return;");
-            w.Line("ref float d = ref MemoryMarshal.GetReference(dy);");
-            w.Line("ref float wr = ref MemoryMarshal.GetReference(weights);");
-            w.Line("ref float xr = ref MemoryMarshal.GetReference(dx);");
-            w.Line("ref float s = ref MemoryMarshal.GetReference(scratch);");
+            References(w, "d", "dy", "wr", "weights", "xr", "dx", "s", "scratch");
             LayerEmitter.Ladder(w, isa => $"InputGradient{isa.Suffix}(ref d, ref wr, batch, ref xr, i0, i1, ref s);");
         }
         foreach (IsaPath isa in IsaPath.Ladder)

@@ -23,9 +23,14 @@ internal sealed class ConvOp : TrainOp
     private readonly int _oyCount;
     private readonly int[] _oyLo, _oyHi, _oxLo, _oxHi; // per tap: the output rows / columns that read inside the image
 
-    public ConvOp(string name, Shape3 input, Shape3 output, OperationInfo op, TrainableTensor weight, TrainableTensor? bias, int workers)
+    /// <summary>Creates the operation; <paramref name="kernels"/>, when given (its window checked by <see cref="Fits"/>),
+    /// are the layer's generated gather, scatter and products, which then replace the reference im2col and the runtime
+    /// GEMM.</summary>
+    public ConvOp(string name, Shape3 input, Shape3 output, OperationInfo op, TrainableTensor weight, TrainableTensor? bias, int workers,
+        ConvKernels? kernels = null)
         : base(name, input, output)
     {
+        Kernels = kernels;
         _groups = op.Groups;
         _kh = op.KernelH;
         _kw = op.KernelW;
@@ -49,15 +54,11 @@ internal sealed class ConvOp : TrainOp
         _biasCount = bias?.Value.Length ?? 0;
         _dw = new float[workers][];
         for (int w = 0; w < workers; w++) _dw[w] = new float[_weightCount + _biasCount];
-        _packedLength = Gemm.PackedLength(_coutG, _k);
-        _packedLengthT = Gemm.PackedLength(_k, _coutG);
-        _packedW = new float[workers][];
-        _packedWt = new float[workers][];
-        for (int w = 0; w < workers; w++)
-        {
-            _packedW[w] = new float[_groups * _packedLength];
-            _packedWt[w] = new float[_groups * _packedLengthT];
-        }
+        // Per worker, each group's W and Wᵀ packed once per step: in the generated products' panels, or the GEMM's.
+        _packedLength = kernels?.PackedFloats ?? Gemm.PackedLength(_coutG, _k);
+        _packedLengthT = kernels?.PackedTransposedFloats ?? Gemm.PackedLength(_k, _coutG);
+        _packedW = NewPerWorker(workers, (int)(_groups * _packedLength));
+        _packedWt = NewPerWorker(workers, (int)(_groups * _packedLengthT));
     }
 
     public override bool HasParameters => true;
@@ -65,25 +66,11 @@ internal sealed class ConvOp : TrainOp
     /// <summary>The generated bias gradient (per-channel plane sums), or null for the reference's.</summary>
     public ConvBiasKernels? BiasKernels { get; init; }
 
-    /// <summary>The generated column gather and scatter (with this layer's shapes compiled in), or null for the
-    /// reference's <see cref="Im2Col"/> and <see cref="Col2Im"/>.</summary>
-    public ConvKernels? GatherKernels
-    {
-        get => _kernels;
-        init
-        {
-            _kernels = value;
-            if (value is null) return;
-            _genPacked = NewPerWorker(_dw.Length, _groups * value.PackedFloats);
-            _genPackedT = NewPerWorker(_dw.Length, _groups * value.PackedTransposedFloats);
-            // The runtime GEMM's packed weights are not used with the generated products.
-            _packedW = _packedWt = NewPerWorker(_dw.Length, 0);
-        }
-    }
+    /// <summary>The generated column gather, scatter and products (with this layer's shapes compiled in), or null for the
+    /// reference's <see cref="Im2Col"/>, <see cref="Col2Im"/> and the runtime GEMM.</summary>
+    public ConvKernels? Kernels { get; }
 
-    private readonly ConvKernels? _kernels;
-
-    public override bool Generated => BiasKernels is not null || GatherKernels is not null;
+    public override bool Generated => BiasKernels is not null || Kernels is not null;
 
     /// <summary>Whether <paramref name="k"/> is compiled for this operation's window (its shapes the trainer checks).</summary>
     public static bool Fits(ConvKernels k, OperationInfo op) =>
@@ -103,18 +90,15 @@ internal sealed class ConvOp : TrainOp
 
     /// <summary>Stride s &gt; 1: floats in one phase of a padded input row (columns r, r+s, r+2s, ...).</summary>
     private int PhaseLength => (In.W + 2 * _pad + _stride - 1) / _stride;
-    public override long TileFloats => GatherKernels is { } k ? k.ProductScratchFloats(_chunk) : _chunk > 1 ? (long)_coutG * _chunk * _p : 0;
-
-    /// <summary>Per worker: each group's W packed for the generated forward, and Wᵀ for its input gradient.</summary>
-    private readonly float[][]? _genPacked, _genPackedT;
+    public override long TileFloats => Kernels is { } k ? k.ProductScratchFloats(_chunk) : _chunk > 1 ? (long)_coutG * _chunk * _p : 0;
 
     /// <summary>The forward on the generated product: per stack of images and group, one call that gathers its column
     /// panels straight from the input (no column matrix) and whose epilogue adds the bias and writes each image's planes.</summary>
     private void ForwardGenerated(in StepContext ctx, ConvKernels k, int b0, int b1)
     {
         float[] scratch = ctx.Scratch.Tile;
-        int inSize = In.Size, outSize = Out.Size, packed = k.PackedFloats;
-        float[] pw = _genPacked![ctx.Worker];
+        int inSize = In.Size, outSize = Out.Size, packed = (int)_packedLength;
+        float[] pw = _packedW[ctx.Worker];
         for (int g = 0; g < _groups; g++)
             k.PackWeights(_weight.Value.AsSpan(g * _coutG * _k, _coutG * _k), pw.AsSpan(g * packed, packed));
         for (int i0 = b0; i0 < b1; i0 += _chunk)
@@ -132,11 +116,11 @@ internal sealed class ConvOp : TrainOp
     private void BackwardGenerated(in StepContext ctx, ConvKernels k, int b0, int b1, float[] dy, float[] dx, float[] acc, bool grads)
     {
         float[] col = ctx.Scratch.Col, scratch = ctx.Scratch.Tile;
-        int inSize = In.Size, outSize = Out.Size, packedT = k.PackedTransposedFloats;
+        int inSize = In.Size, outSize = Out.Size, packedT = (int)_packedLengthT;
         float[]? pt = null;
         if (ctx.NeedDx)
         {
-            pt = _genPackedT![ctx.Worker];
+            pt = _packedWt[ctx.Worker];
             for (int g = 0; g < _groups; g++)
                 k.PackWeightsTransposed(_weight.Value.AsSpan(g * _coutG * _k, _coutG * _k), pt.AsSpan(g * packedT, packedT));
         }
@@ -175,13 +159,13 @@ internal sealed class ConvOp : TrainOp
     public override void Forward(in StepContext ctx)
     {
         Split(ctx.Batch, ctx.Worker, ctx.Workers, out int b0, out int b1);
-        float[] col = ctx.Scratch.Col, tile = ctx.Scratch.Tile;
-        int inSize = In.Size, outSize = Out.Size;
-        if (GatherKernels is { } gk)
+        if (Kernels is { } gk)
         {
             if (b1 > b0) ForwardGenerated(ctx, gk, b0, b1);
             return;
         }
+        float[] col = ctx.Scratch.Col, tile = ctx.Scratch.Tile;
+        int inSize = In.Size, outSize = Out.Size;
         float[] packed = _packedW[ctx.Worker];
         if (b1 > b0)
             for (int g = 0; g < _groups; g++)
@@ -229,7 +213,7 @@ internal sealed class ConvOp : TrainOp
         if (grads) acc.AsSpan().Clear();
         int inSize = In.Size, outSize = Out.Size;
         if (ctx.NeedDx && b1 > b0) dx.AsSpan(b0 * inSize, (b1 - b0) * inSize).Clear();
-        if (GatherKernels is { } gk)
+        if (Kernels is { } gk)
         {
             if (b1 > b0) BackwardGenerated(ctx, gk, b0, b1, dy, dx, acc, grads);
             return;
@@ -315,7 +299,7 @@ internal sealed class ConvOp : TrainOp
     /// <summary>The column gather of the image group at X[<paramref name="x"/>]: the generated kernel's, or the reference's.</summary>
     private void Gather(int x, float[] col, int ld, int offset)
     {
-        if (GatherKernels is { } k)
+        if (Kernels is { } k)
         {
             int start = _k * _chunk * _p;
             k.Gather(X.AsSpan(x, _cinG * In.Plane), col.AsSpan(offset, start - offset), ld, col.AsSpan(start, (int)PaddedFloats));
@@ -327,7 +311,7 @@ internal sealed class ConvOp : TrainOp
     /// the generated kernel's, or the reference's.</summary>
     private void Scatter(float[] col, int ld, int offset, float[] dx, int at)
     {
-        if (GatherKernels is { } k)
+        if (Kernels is { } k)
         {
             int start = _k * _chunk * _p;
             k.Scatter(col.AsSpan(offset, start - offset), ld, dx.AsSpan(at, _cinG * In.Plane), col.AsSpan(start, (int)PaddedFloats));

@@ -183,7 +183,7 @@ public sealed partial class Trainer : IDisposable, IParallelBody
             TrainOp op = _ops[i];
             if (op.Name != operation) continue;
             if (!op.Generated) return null;
-            bool products = op is ConvOp { GatherKernels: not null } or DenseOp { Products: not null } or WinogradConvOp { Products: not null };
+            bool products = op is ConvOp { Kernels: not null } or DenseOp { Products: not null } or WinogradConvOp { Products: not null };
             bool bias = op switch { ConvOp c => c.BiasKernels is not null, WinogradConvOp w => w.BiasKernels is not null, DenseOp d => d.BiasKernels is not null, _ => false };
             if (!products && !bias && op is not (ConvOp or WinogradConvOp or DenseOp)) return "";
             if (!backward) return products ? "product" : null;
@@ -698,10 +698,10 @@ public sealed partial class Trainer : IDisposable, IParallelBody
                             BiasKernels = op.Bias ? k as ConvBiasKernels : null,
                             Products = k is ConvKernels { HasWinograd: true } wk && ConvOp.Fits(wk, op) ? wk : null,
                         }
-                        : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads)
+                        : new ConvOp(name, shape, outShape, op, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, Threads,
+                            k is ConvKernels direct && ConvOp.Fits(direct, op) ? direct : null)
                         {
                             BiasKernels = op.Bias ? k as ConvBiasKernels : null,
-                            GatherKernels = k is ConvKernels gather && ConvOp.Fits(gather, op) ? gather : null,
                         },
                     OperationKind.Dense => new DenseOp(name, shape, outShape, this[prefix + ".weight"], op.Bias ? this[prefix + ".bias"] : null, MaxBatch)
                     {

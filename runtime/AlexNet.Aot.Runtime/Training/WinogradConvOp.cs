@@ -119,6 +119,15 @@ internal sealed class WinogradConvOp : TrainOp
     public override long ColFloats => _total;
     public override long TileFloats => Products is { } p ? p.WinogradScratchFloats(_ldT) : 0;
 
+    /// <summary>Group <paramref name="g"/>'s U (or Uᵀ) packed per tile element, <c>_packedLength</c> floats apart.</summary>
+    private Span<float> PackedU(float[] col, int g) => col.AsSpan((int)(g * Points * _packedLength), (int)(Points * _packedLength));
+
+    /// <summary>V (or dV): one [Cin/g, tiles] matrix per tile element, rows <c>_ldT</c> apart.</summary>
+    private Span<float> V(float[] col) => col.AsSpan((int)_vOff, Points * _cinG * _ldT);
+
+    /// <summary>M (or dM): one [Cout/g, tiles] matrix per tile element, rows <c>_ldT</c> apart.</summary>
+    private Span<float> M(float[] col) => col.AsSpan((int)_mOff, Points * _coutG * _ldT);
+
     /// <summary>Φ[(a, b)][(i, j)] = G[a, i] · G[b, j] in double, as floats; G's rows belong to the points 0, 1, -1, 2, -2
     /// (row p is (1, p, p², ...) / Π(p - q) over the other points q) and ∞ (the highest coefficient), as in
     /// <see cref="WeightPacking.PackWinograd"/>.</summary>
@@ -171,8 +180,7 @@ internal sealed class WinogradConvOp : TrainOp
                 for (int c = 0; c < _cinG; c++)
                     InputTiles(col, ref X[(long)i0 * inSize + (long)(g * _cinG + c) * In.Plane], count, tiles, _vOff + (long)c * _ldT);
                 if (Products is { } pk)
-                    pk.WinogradForward(col.AsSpan((int)(g * Points * _packedLength), (int)(Points * _packedLength)), (int)_packedLength,
-                        col.AsSpan((int)_vOff, Points * _cinG * _ldT), _ldT, tiles, col.AsSpan((int)_mOff, Points * _coutG * _ldT), ctx.Scratch.Tile);
+                    pk.WinogradForward(PackedU(col, g), (int)_packedLength, V(col), _ldT, tiles, M(col), ctx.Scratch.Tile);
                 else
                     for (int xi = 0; xi < Points; xi++)
                         gemm.MultiplyPacked(_coutG, tiles, _cinG, ref col[(g * Points + xi) * _packedLength],
@@ -227,8 +235,7 @@ internal sealed class WinogradConvOp : TrainOp
                         InputTiles(col, ref X[(long)i0 * inSize + (long)(g * _cinG + c) * In.Plane], count, tiles, _vOff + (long)c * _ldT);
                     // dU[ξ] [Cout/g, Cin/g] += dM[ξ] [Cout/g, T] x V[ξ]ᵀ [T, Cin/g]
                     if (Products is { } pk)
-                        pk.WinogradWeightGradient(col.AsSpan((int)_mOff, Points * _coutG * _ldT), col.AsSpan((int)_vOff, Points * _cinG * _ldT), _ldT, tiles,
-                            acc.AsSpan(g * Points * _pairs, Points * _pairs), ctx.Scratch.Tile);
+                        pk.WinogradWeightGradient(M(col), V(col), _ldT, tiles, acc.AsSpan(g * Points * _pairs, Points * _pairs), ctx.Scratch.Tile);
                     else
                         for (int xi = 0; xi < Points; xi++)
                             gemm.Multiply(_coutG, _cinG, tiles, ref col[_mOff + (long)xi * _coutG * _ldT], _ldT, 1,
@@ -238,8 +245,7 @@ internal sealed class WinogradConvOp : TrainOp
                 {
                     // dV[ξ] [Cin/g, T] = U[ξ]ᵀ x dM[ξ] (over V, no longer needed), then dX = B dV Bᵀ added over the tiles.
                     if (Products is { } pk)
-                        pk.WinogradInputGradient(col.AsSpan((int)(g * Points * _packedLength), (int)(Points * _packedLength)), (int)_packedLength,
-                            col.AsSpan((int)_mOff, Points * _coutG * _ldT), _ldT, tiles, col.AsSpan((int)_vOff, Points * _cinG * _ldT), ctx.Scratch.Tile);
+                        pk.WinogradInputGradient(PackedU(col, g), (int)_packedLength, M(col), _ldT, tiles, V(col), ctx.Scratch.Tile);
                     else
                         for (int xi = 0; xi < Points; xi++)
                             gemm.MultiplyPacked(_cinG, tiles, _coutG, ref col[(g * Points + xi) * _packedLength],

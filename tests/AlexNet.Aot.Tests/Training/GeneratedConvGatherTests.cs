@@ -105,11 +105,11 @@ public sealed class GeneratedConvGatherTests
         using var reference = new Trainer(model, null, new TrainerOptions { MaxBatch = 1, Threads = 1, ReferenceOps = true });
         var direct = generated.Operations.OfType<ConvOp>().ToList();
         _out.WriteLine("direct: " + string.Join(", ", direct.Select(c => c.Name)));
-        Assert.All(direct, c => Assert.NotNull(c.GatherKernels));
+        Assert.All(direct, c => Assert.NotNull(c.Kernels));
         Assert.All(direct, c => Assert.Contains(c.Name, generated.GeneratedOperations));
-        Assert.All(reference.Operations.OfType<ConvOp>(), c => Assert.Null(c.GatherKernels));
+        Assert.All(reference.Operations.OfType<ConvOp>(), c => Assert.Null(c.Kernels));
         using var allDirect = new Trainer(model, null, new TrainerOptions { MaxBatch = 1, Threads = 1, Convolutions = ConvolutionAlgorithm.Direct });
-        Assert.Equal(model.Layers.Count(l => l.Kind == "conv"), allDirect.Operations.OfType<ConvOp>().Count(c => c.GatherKernels is not null));
+        Assert.Equal(model.Layers.Count(l => l.Kind == "conv"), allDirect.Operations.OfType<ConvOp>().Count(c => c.Kernels is not null));
     }
 
     [Theory]
@@ -128,7 +128,7 @@ public sealed class GeneratedConvGatherTests
         int[] labels = Enumerable.Range(0, batch).Select(i => (i * 7 + 3) % model.Classes).ToArray();
         using var generated = new Trainer(model, weights, new TrainerOptions { MaxBatch = batch, Threads = 2, Convolutions = ConvolutionAlgorithm.Direct });
         using var reference = new Trainer(model, weights, new TrainerOptions { MaxBatch = batch, Threads = 2, Convolutions = ConvolutionAlgorithm.Direct, ReferenceOps = true });
-        Assert.All(generated.Operations.OfType<ConvOp>(), c => Assert.NotNull(c.GatherKernels));
+        Assert.All(generated.Operations.OfType<ConvOp>(), c => Assert.NotNull(c.Kernels));
         float lg = generated.ComputeGradients(input, labels, batch), lr = reference.ComputeGradients(input, labels, batch);
         Assert.Equal(BitConverter.SingleToInt32Bits(lr), BitConverter.SingleToInt32Bits(lg));
         for (int i = 0; i < generated.Operations.Count; i++)
